@@ -1,0 +1,1 @@
+"""Drift monitoring: baseline statistics, capture analysis, violations and metrics (Model Monitor formats)."""
