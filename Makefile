@@ -1,0 +1,42 @@
+# mlplatform: `make local` (main job), `make test` (all tests), `make plan STACK=dev`, `make lint`, `make bench`.
+# Works on a fresh clone where only python3 exists: the first target creates .venv and installs what it needs.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard training/requirements.txt serving/requirements.txt monitoring/requirements.txt)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint plan bench clean format
+
+venv: $(STAMP)
+
+# Reinstall only when a requirements file changed; pip itself is idempotent, the stamp keeps reruns instant.
+$(STAMP): $(REQUIREMENTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+plan: $(STAMP)
+	$(PY) -m tools.plan --stack $(STACK)
+
+bench: $(STAMP)
+	@mkdir -p build/bench
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,639 @@
+"""Stack settings: the `mlplatform:*` config of one stack, parsed once into typed, frozen objects.
+
+Nothing else in the program reads raw config. Every key is flat (`mlplatform:<section><Field>`, e.g.
+`mlplatform:rolloutStyle`) because Pulumi's project-level config declarations only type scalars and arrays;
+each section below maps to one key prefix. Unknown keys are rejected so a typo never passes silently, and
+cross-field rules live next to the settings they join.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT = "mlplatform"
+
+# Instance families that carry local NVMe instance storage. SageMaker rejects a KMS key for the storage volume
+# of these (the data already sits on hardware-encrypted instance store), so `kms_key_arn` on an endpoint
+# config and `volume_kms_key_id` on a training job must be left out for them (DESIGN decision 4).
+_NVME_FAMILIES = frozenset(
+    {
+        "g4dn",
+        "g5",
+        "g6",
+        "g6e",
+        "p3dn",
+        "p4d",
+        "p4de",
+        "p5",
+        "p5e",
+        "p5en",
+        "inf2",
+        "trn1",
+        "trn1n",
+        "c5d",
+        "m5d",
+        "r5d",
+        "c6id",
+        "m6id",
+        "r6id",
+        "c7gd",
+        "m7gd",
+        "r7gd",
+        "i3",
+        "i3en",
+        "i4i",
+        "x2idn",
+        "x2iedn",
+    }
+)
+# GPU families SageMaker offers, for the "is this a GPU instance" question (alarms on GPU metrics, policy).
+_GPU_FAMILIES = frozenset(
+    {"p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "g4dn", "g5", "g6", "g6e", "g4ad", "g5g"}
+)
+_INSTANCE_TYPE = re.compile(
+    r"^ml\.([a-z][a-z0-9-]*)\.([0-9]*x?large|xlarge|[0-9]+xlarge|medium|small|metal[0-9.a-z-]*)$"
+)
+_IMAGE_BY_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?(/[a-z0-9._-]+)*@sha256:[0-9a-f]{64}$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+
+# The AWS provider waits about 45 minutes for an endpoint to reach InService; a blue/green rollout that can
+# take longer makes `pulumi up` fail while SageMaker is still rolling (DESIGN decision 2).
+PROVIDER_ENDPOINT_WAIT_SECONDS = 45 * 60
+# Time allowed for SageMaker to provision and health-check the new fleet before traffic shifting starts.
+FLEET_PROVISIONING_ALLOWANCE_SECONDS = 10 * 60
+# SageMaker's upper limit for MaximumExecutionTimeoutInSeconds of a blue/green deployment.
+MAX_ROLLOUT_EXECUTION_TIMEOUT_SECONDS = 14400
+
+
+def to_camel(snake: str) -> str:
+    """`bake_seconds` -> `bakeSeconds`, `errors5xx_threshold` -> `errors5xxThreshold` (digits keep case)."""
+    first, *rest = snake.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class SettingsError(ValueError):
+    """A stack's configuration is invalid; the message names every bad key, its value and what is allowed."""
+
+
+def instance_family(instance_type: str) -> str:
+    """`ml.g5.2xlarge` -> `g5`."""
+    return instance_type.split(".")[1]
+
+
+def has_local_nvme(instance_type: str) -> bool:
+    """True for instance types whose storage is local NVMe, where SageMaker refuses a volume KMS key."""
+    family = instance_family(instance_type)
+    return family in _NVME_FAMILIES or (family[-1] == "d" and family[:-1] in {"c5", "m5", "r5", "c6i", "m6i"})
+
+
+def is_gpu_instance(instance_type: str) -> bool:
+    return instance_family(instance_type) in _GPU_FAMILIES
+
+
+def _instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ValueError(f"must be a SageMaker instance type like 'ml.g5.xlarge' or 'ml.c6i.large', got {value!r}")
+    return value
+
+
+def _image_by_digest(value: str) -> str:
+    if not _IMAGE_BY_DIGEST.match(value):
+        raise ValueError(
+            f"must be an image reference by digest, 'REGISTRY/REPOSITORY@sha256:<64 hex>', never a tag; got {value!r}"
+        )
+    return value
+
+
+def _s3_uri(value: str) -> str:
+    if not _S3_URI.match(value):
+        raise ValueError(f"must be an S3 URI 's3://bucket/prefix', got {value!r}")
+    return value
+
+
+class _Section(BaseModel):
+    """Base of every settings section: frozen, camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, str_strip_whitespace=True
+    )
+    # The config-key prefix of this section: field `instance_type` of prefix `endpoint` is read from
+    # `mlplatform:endpointInstanceType`.
+    prefix: ClassVar[str] = ""
+
+
+class ProjectSettings(_Section):
+    """Who owns the stack and how carefully its stateful resources are treated."""
+
+    owner: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9 ._:/=+@-]+$")]
+    """Team or person that owns the stack; becomes the `owner` tag on every resource."""
+    environment: Literal["dev", "staging", "prod"]
+    """Kind of environment; prod turns on the strictest rules (protection, capture, blue/green)."""
+    protect: bool = False
+    """Protect stateful resources (buckets, KMS key, ECR repositories, endpoint) against deletion."""
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+    """AWS region, read from `aws:region`."""
+
+
+class StorageSettings(_Section):
+    prefix: ClassVar[str] = "storage"
+
+    capture_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Days captured inference data is kept before S3 expires it."""
+    noncurrent_version_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Days a replaced or deleted object version is kept in any bucket."""
+    force_destroy: bool = False
+    """Let `pulumi destroy` delete buckets that still hold objects (dev convenience; never in prod)."""
+
+
+class ImageSettings(_Section):
+    prefix: ClassVar[str] = "images"
+
+    build: bool = True
+    """Build the training, serving and monitoring images from this repo and push them to ECR."""
+    training: str | None = None
+    """Prebuilt training image by digest; required when `imagesBuild` is false."""
+    serving: str | None = None
+    """Prebuilt serving image by digest; required when `imagesBuild` is false."""
+    monitoring: str | None = None
+    """Prebuilt monitoring image by digest; required when `imagesBuild` is false."""
+    keep_last: Annotated[int, Field(ge=1, le=1000)] = 20
+    """How many images each ECR repository keeps; older ones are expired by a lifecycle policy."""
+
+    @model_validator(mode="after")
+    def _prebuilt_refs(self) -> ImageSettings:
+        for field in ("training", "serving", "monitoring"):
+            value = getattr(self, field)
+            if value is not None:
+                _image_by_digest(value)
+            elif not self.build:
+                raise ValueError(
+                    f"mlplatform:images{field.title()} is required when mlplatform:imagesBuild is false "
+                    "(give an image reference by digest, REPOSITORY@sha256:...)"
+                )
+        return self
+
+
+class TrainingSettings(_Section):
+    prefix: ClassVar[str] = "training"
+
+    instance_type: str = "ml.g5.xlarge"
+    """Training instance type (a GPU type in dev)."""
+    instance_count: Annotated[int, Field(ge=1, le=16)] = 1
+    """Training instances; more than one runs data-parallel training."""
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 50
+    """EBS volume per training instance, in GB."""
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=2419200)] = 3600
+    """Stop the job after this many seconds of training."""
+    spot: bool = True
+    """Use managed spot training (checkpoints are always configured)."""
+    max_wait_seconds: Annotated[int, Field(ge=60, le=2419200)] = 7200
+    """Longest time to wait for spot capacity plus training; must exceed the max runtime."""
+    hyperparameters: dict[str, str] = Field(default_factory=dict)
+    """Hyperparameters passed to the training container, as a JSON map of strings."""
+    train_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "datasets/demo/train/"
+    """Key prefix of the training channel in the data bucket."""
+    validation_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "datasets/demo/validation/"
+    """Key prefix of the validation channel in the data bucket."""
+    subnet_ids: list[str] = Field(default_factory=list)
+    """VPC subnets for the training job (optional; security groups required with them)."""
+    security_group_ids: list[str] = Field(default_factory=list)
+    """VPC security groups for the training job."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> TrainingSettings:
+        _instance_type(self.instance_type)
+        if self.spot and self.max_wait_seconds <= self.max_runtime_seconds:
+            raise ValueError(
+                f"spot training needs mlplatform:trainingMaxWaitSeconds ({self.max_wait_seconds}) greater than "
+                f"mlplatform:trainingMaxRuntimeSeconds ({self.max_runtime_seconds}); raise the wait or set "
+                "mlplatform:trainingSpot to false"
+            )
+        if bool(self.subnet_ids) != bool(self.security_group_ids):
+            raise ValueError("mlplatform:trainingSubnetIds and mlplatform:trainingSecurityGroupIds go together")
+        return self
+
+
+class ModelSourceSettings(_Section):
+    """Where the deployed model comes from: trained here, another stack's outputs, or pinned values."""
+
+    prefix: ClassVar[str] = "model"
+
+    source: Literal["train", "stack", "pinned"] = "train"
+    """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below."""
+    stack: str | None = None
+    """Fully qualified stack to promote from (`org/mlplatform/dev`) when the source is `stack`."""
+    data_uri: str | None = None
+    """Pinned S3 prefix of the model files (source `pinned`)."""
+    baseline_statistics_uri: str | None = None
+    """Pinned baseline statistics.json URI (source `pinned`)."""
+    baseline_constraints_uri: str | None = None
+    """Pinned baseline constraints.json URI (source `pinned`)."""
+    serving_image: str | None = None
+    """Pinned serving image by digest (source `pinned`)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> ModelSourceSettings:
+        if self.source == "stack":
+            if not self.stack or not _STACK_REF.match(self.stack):
+                raise ValueError("mlplatform:modelStack must name the stack to promote from, e.g. 'org/mlplatform/dev'")
+        elif self.source == "pinned":
+            missing = [
+                f"mlplatform:model{to_camel(f)[0].upper()}{to_camel(f)[1:]}"
+                for f in ("data_uri", "baseline_statistics_uri", "baseline_constraints_uri", "serving_image")
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"model source 'pinned' needs {', '.join(missing)}")
+        for uri in (self.data_uri, self.baseline_statistics_uri, self.baseline_constraints_uri):
+            if uri is not None:
+                _s3_uri(uri)
+        if self.serving_image is not None:
+            _image_by_digest(self.serving_image)
+        return self
+
+
+class EndpointSettings(_Section):
+    prefix: ClassVar[str] = "endpoint"
+
+    instance_type: str = "ml.c6i.large"
+    """Serving instance type."""
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    """Serving instances of the production variant."""
+    precision: Literal["fp32", "int8"] = "fp32"
+    """Which exported model the serving container loads."""
+    startup_health_check_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    """How long SageMaker waits for /ping to answer 200 on a new instance."""
+    model_download_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    """How long SageMaker may take to download the model files to an instance."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> EndpointSettings:
+        _instance_type(self.instance_type)
+        return self
+
+
+class RolloutSettings(_Section):
+    """Blue/green deployment of a new endpoint config; validated against the endpoint and alarms below."""
+
+    prefix: ClassVar[str] = "rollout"
+
+    style: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "ALL_AT_ONCE"
+    """Traffic shifting: all at once, a canary then the rest, or linear steps."""
+    canary_percent: Annotated[int, Field(ge=1, le=50)] = 10
+    """Share of capacity that takes traffic first (CANARY)."""
+    linear_step_percent: Annotated[int, Field(ge=10, le=50)] = 25
+    """Share of capacity shifted per step (LINEAR)."""
+    bake_seconds: Annotated[int, Field(ge=0, le=3600)] = 600
+    """Bake time after each traffic shift, while the rollback alarms watch the new fleet."""
+    termination_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    """Time the old fleet stays up after all traffic moved, for a fast rollback."""
+    max_execution_seconds: Annotated[int, Field(ge=600, le=MAX_ROLLOUT_EXECUTION_TIMEOUT_SECONDS)] = 3600
+    """Upper bound SageMaker enforces on the whole rollout."""
+
+    def shift_steps(self) -> int:
+        """Traffic shifts with a bake after each: 1 for all-at-once, 2 for canary, ceil(100/step) for linear."""
+        if self.style == "CANARY":
+            return 2
+        if self.style == "LINEAR":
+            return math.ceil(100 / self.linear_step_percent)
+        return 1
+
+    def total_wait_seconds(self) -> int:
+        """Bake after each shift plus the termination wait: the waits the execution timeout must exceed."""
+        return self.shift_steps() * self.bake_seconds + self.termination_wait_seconds
+
+    def longest_duration_seconds(self) -> int:
+        """Longest time a rollout can take: provisioning the new fleet, then every wait."""
+        return FLEET_PROVISIONING_ALLOWANCE_SECONDS + self.total_wait_seconds()
+
+
+class CaptureSettings(_Section):
+    prefix: ClassVar[str] = "capture"
+
+    enabled: bool = True
+    """Capture endpoint requests and responses to the capture bucket."""
+    sampling_percent: Annotated[int, Field(ge=1, le=100)] = 100
+    """Share of requests captured."""
+
+
+class AutoscalingSettings(_Section):
+    prefix: ClassVar[str] = "autoscaling"
+
+    enabled: bool = False
+    """Attach Application Auto Scaling to the production variant."""
+    min_capacity: Annotated[int, Field(ge=1, le=100)] = 1
+    """Fewest instances."""
+    max_capacity: Annotated[int, Field(ge=1, le=100)] = 2
+    """Most instances."""
+    target_invocations_per_instance: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """Target of SageMakerVariantInvocationsPerInstance (requests per instance per minute)."""
+    scale_in_cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    """Wait after a scale-in before the next."""
+    scale_out_cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    """Wait after a scale-out before the next."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> AutoscalingSettings:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(
+                f"mlplatform:autoscalingMinCapacity ({self.min_capacity}) must not exceed "
+                f"mlplatform:autoscalingMaxCapacity ({self.max_capacity})"
+            )
+        return self
+
+
+class AlarmSettings(_Section):
+    prefix: ClassVar[str] = "alarms"
+
+    period_seconds: Annotated[int, Field(ge=10, le=86400)] = 60
+    """Alarm period in seconds: 10, 30 or a multiple of 60 (CloudWatch's rule)."""
+    evaluation_periods: Annotated[int, Field(ge=1, le=30)] = 3
+    """Periods an alarm evaluates."""
+    datapoints_to_alarm: Annotated[int, Field(ge=1, le=30)] = 2
+    """Breaching periods (of the evaluated ones) that trip an alarm."""
+    errors5xx_threshold: Annotated[int, Field(ge=1, le=1_000_000)] = 5
+    """Invocation5XXErrors per period that trip the rollback alarm."""
+    latency_p99_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    """ModelLatency p99 in milliseconds that trips the rollback alarm."""
+    error_4xx_rate_percent: Annotated[float, Field(gt=0, le=100)] = 5.0
+    """Share of 4XX answers that trips the client-error alarm."""
+    emails: list[Annotated[str, Field(pattern=_EMAIL.pattern)]] = Field(default_factory=list)
+    """Addresses subscribed to the alarm topic (each confirms by mail)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> AlarmSettings:
+        if self.period_seconds not in (10, 30) and self.period_seconds % 60:
+            raise ValueError(
+                f"mlplatform:alarmsPeriodSeconds: got {self.period_seconds}; allowed are 10, 30 or a multiple of 60"
+            )
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError(
+                f"mlplatform:alarmsDatapointsToAlarm ({self.datapoints_to_alarm}) must not exceed "
+                f"mlplatform:alarmsEvaluationPeriods ({self.evaluation_periods})"
+            )
+        return self
+
+    def alarm_window_seconds(self) -> int:
+        return self.period_seconds * self.evaluation_periods
+
+
+class MonitoringSettings(_Section):
+    prefix: ClassVar[str] = "monitor"
+
+    backend: Literal["model-monitor", "pipeline", "none"] = "pipeline"
+    """`model-monitor` (SageMaker Model Monitor schedule), `pipeline` (our monitor image, hourly), or `none`."""
+    instance_type: str = "ml.m5.large"
+    """Instance type of each monitoring run."""
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
+    """Stop a monitoring run after this long."""
+    drift_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
+    """L-infinity distance above which a feature counts as drifted."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> MonitoringSettings:
+        _instance_type(self.instance_type)
+        return self
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "project": ProjectSettings,
+    "storage": StorageSettings,
+    "images": ImageSettings,
+    "training": TrainingSettings,
+    "model": ModelSourceSettings,
+    "endpoint": EndpointSettings,
+    "rollout": RolloutSettings,
+    "capture": CaptureSettings,
+    "autoscaling": AutoscalingSettings,
+    "alarms": AlarmSettings,
+    "monitoring": MonitoringSettings,
+}
+
+
+class StackSettings(BaseModel):
+    """Everything one stack is configured with. Build it with `load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stack: str
+    project: ProjectSettings
+    storage: StorageSettings
+    images: ImageSettings
+    training: TrainingSettings
+    model: ModelSourceSettings
+    endpoint: EndpointSettings
+    rollout: RolloutSettings
+    capture: CaptureSettings
+    autoscaling: AutoscalingSettings
+    alarms: AlarmSettings
+    monitoring: MonitoringSettings
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> StackSettings:
+        errors = rollout_errors(self.rollout, self.endpoint, self.alarms) + autoscaling_errors(
+            self.autoscaling, self.endpoint
+        )
+        if self.model.source == "train" and not self.images.build and self.images.training is None:
+            errors.append("model source 'train' needs a training image: build images or set mlplatform:imagesTraining")
+        if self.project.environment == "prod" and not self.project.protect:
+            errors.append("mlplatform:protect must be true in a prod environment (stateful resources stay protected)")
+        if self.project.environment == "prod" and self.storage.force_destroy:
+            errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def is_prod(self) -> bool:
+        return self.project.environment == "prod"
+
+
+def rollout_errors(rollout: RolloutSettings, endpoint: EndpointSettings, alarms: AlarmSettings) -> list[str]:
+    """Blue/green rules SageMaker or the provider would otherwise reject minutes into a deployment.
+
+    Each message says what to change. The rules: canary/linear need at least two instances (a step is a
+    share of capacity, and one instance cannot be split); the bake must cover one full alarm window, or a
+    rollback alarm cannot fire before the next shift; the execution timeout must exceed the sum of all waits;
+    the whole rollout must fit the provider's wait for InService.
+    """
+    errors: list[str] = []
+    if rollout.style in ("CANARY", "LINEAR") and endpoint.instance_count < 2:
+        errors.append(
+            f"mlplatform:rolloutStyle {rollout.style} needs mlplatform:endpointInstanceCount >= 2 "
+            f"(got {endpoint.instance_count}); raise the count or use ALL_AT_ONCE"
+        )
+    window = alarms.alarm_window_seconds()
+    if rollout.bake_seconds < window:
+        errors.append(
+            f"mlplatform:rolloutBakeSeconds ({rollout.bake_seconds}) must be at least the alarm window "
+            f"(mlplatform:alarmsPeriodSeconds x mlplatform:alarmsEvaluationPeriods = {window}), "
+            "or a rollback alarm cannot fire before traffic moves on"
+        )
+    waits = rollout.total_wait_seconds()
+    if rollout.max_execution_seconds <= waits:
+        errors.append(
+            f"mlplatform:rolloutMaxExecutionSeconds ({rollout.max_execution_seconds}) must exceed the sum of all "
+            f"waits ({rollout.shift_steps()} x bake {rollout.bake_seconds} + termination "
+            f"{rollout.termination_wait_seconds} = {waits}); raise it (at most "
+            f"{MAX_ROLLOUT_EXECUTION_TIMEOUT_SECONDS}) or shorten the waits"
+        )
+    longest = rollout.longest_duration_seconds()
+    if longest > PROVIDER_ENDPOINT_WAIT_SECONDS:
+        errors.append(
+            f"a {rollout.style} rollout can take {longest // 60} min (provisioning "
+            f"{FLEET_PROVISIONING_ALLOWANCE_SECONDS // 60} min + waits {waits // 60} min), longer than the "
+            f"provider waits for the endpoint ({PROVIDER_ENDPOINT_WAIT_SECONDS // 60} min); shorten "
+            "mlplatform:rolloutBakeSeconds or mlplatform:rolloutTerminationWaitSeconds, or use fewer linear steps"
+        )
+    return errors
+
+
+def autoscaling_errors(autoscaling: AutoscalingSettings, endpoint: EndpointSettings) -> list[str]:
+    errors: list[str] = []
+    if autoscaling.enabled and not (autoscaling.min_capacity <= endpoint.instance_count <= autoscaling.max_capacity):
+        errors.append(
+            f"mlplatform:endpointInstanceCount ({endpoint.instance_count}) must lie between "
+            f"mlplatform:autoscalingMinCapacity ({autoscaling.min_capacity}) and "
+            f"mlplatform:autoscalingMaxCapacity ({autoscaling.max_capacity})"
+        )
+    return errors
+
+
+# --- reading config ------------------------------------------------------------------------------------------
+
+
+def config_key(section: type[_Section], field: str) -> str:
+    """The `mlplatform:` key of a section field: (`RolloutSettings`, `bake_seconds`) -> `rolloutBakeSeconds`."""
+    camel = to_camel(field)
+    return f"{section.prefix}{camel[0].upper()}{camel[1:]}" if section.prefix else camel
+
+
+# Keys read from other namespaces, and the field they fill.
+_FOREIGN_KEYS = {"aws:region": ("project", "region")}
+
+
+def all_keys() -> dict[str, tuple[str, str]]:
+    """Every accepted `mlplatform:` key (without the namespace) -> (section, field)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for name, section in SECTIONS.items():
+        for field in section.model_fields:
+            if (name, field) in _FOREIGN_KEYS.values():
+                continue
+            keys[config_key(section, field)] = (name, field)
+    return keys
+
+
+def _is_structured(section: type[_Section], field: str) -> bool:
+    annotation = str(section.model_fields[field].annotation)
+    return annotation.startswith(("list", "dict", "typing.List", "typing.Dict"))
+
+
+def _describe_error(err: Mapping[str, Any], section: str) -> str:
+    """One pydantic error as 'mlplatform:key: got VALUE; allowed ...'."""
+    cls = SECTIONS[section]
+    loc = [str(p) for p in err.get("loc", ())]
+    field_alias = loc[0] if loc else ""
+    field = next((f for f in cls.model_fields if to_camel(f) == field_alias or f == field_alias), None)
+    if field is None:
+        key = f"{PROJECT}:{config_key(cls, field_alias)}" if field_alias else f"{PROJECT}:{cls.prefix or 'project'}*"
+    else:
+        foreign = next((k for k, v in _FOREIGN_KEYS.items() if v == (section, field)), None)
+        key = foreign or f"{PROJECT}:{config_key(cls, field)}"
+    if len(loc) > 1:
+        key += "[" + "][".join(loc[1:]) + "]"
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return f"{key}: required but not set"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    got = err.get("input")
+    allowed = err.get("msg", "")
+    if kind == "literal_error" and "expected" in ctx:
+        allowed = f"allowed values are {ctx['expected']}"
+    elif kind == "value_error":
+        # Our own validators already write whole sentences naming the keys.
+        return str(ctx.get("error", allowed))
+    return f"{key}: got {got!r}; {allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
+
+
+def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
+    """Parse a stack's raw config (keys with namespaces, values as Pulumi gives them) into `StackSettings`.
+
+    Raises `SettingsError` listing every problem found, each naming the key, the bad value and what is allowed.
+    """
+    accepted = all_keys()
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    problems: list[str] = []
+    for full_key, value in raw.items():
+        if full_key in _FOREIGN_KEYS:
+            section, field = _FOREIGN_KEYS[full_key]
+            values[section][field] = value
+            continue
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        if key not in accepted:
+            close = [k for k in accepted if k.lower() == key.lower() or _edit_distance(k, key) <= 2]
+            hint = f" (did you mean {', '.join(f'{PROJECT}:{c}' for c in close)}?)" if close else ""
+            problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in README.md")
+            continue
+        section, field = accepted[key]
+        if isinstance(value, str) and _is_structured(SECTIONS[section], field):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{full_key}: got {value!r}; expected a JSON/YAML list or map ({exc.msg})")
+                continue
+        values[section][field] = value
+
+    sections: dict[str, _Section] = {}
+    for name, cls in SECTIONS.items():
+        try:
+            sections[name] = cls.model_validate(values[name])
+        except ValidationError as exc:
+            problems.extend(_describe_error(e, name) for e in exc.errors())
+    if problems:
+        raise SettingsError(_format_problems(stack, problems))
+    try:
+        return StackSettings.model_validate({"stack": stack, **sections})
+    except ValidationError as exc:
+        raise SettingsError(
+            _format_problems(stack, [str((e.get("ctx") or {}).get("error", e["msg"])) for e in exc.errors()])
+        ) from None
+
+
+def _format_problems(stack: str, problems: list[str]) -> str:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"invalid configuration for stack {stack!r}:\n{lines}"
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, for 'did you mean' hints on misspelled keys."""
+    a, b = a.lower(), b.lower()
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def load_from_pulumi() -> StackSettings:
+    """Read every config value the Pulumi engine passed to this program and parse it."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    raw: dict[str, Any] = {}
+    raw.update(runtime_config.get_config_env())
+    raw.update(runtime_config.CONFIG.get())
+    return load_settings(raw, pulumi.get_stack())

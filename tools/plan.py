@@ -1,0 +1,200 @@
+"""Offline plan: run the real Pulumi program under the mock runtime with a stack's config, no cloud, no CLI.
+
+`python -m tools.plan --stack dev` writes `build/plan/dev.json` and prints the resource tree. An invalid
+config exits with status 2 and the validation message, and writes no plan file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = "mlplatform"
+
+
+@dataclass
+class Plan:
+    """What `pulumi up` would create for one stack: every resource with its inputs, and the stack outputs."""
+
+    stack: str
+    resources: list[dict[str, Any]]
+    outputs: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs}
+
+    def of_type(self, type_token: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["type"] == type_token]
+
+    def one(self, type_token: str) -> dict[str, Any]:
+        found = self.of_type(type_token)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_token} in the {self.stack} plan, found {len(found)}")
+        return found[0]
+
+    def named(self, name: str) -> dict[str, Any]:
+        found = [r for r in self.resources if r["name"] == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one resource named {name!r} in the {self.stack} plan, found {len(found)}")
+        return found[0]
+
+    def children(self, parent_ref: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["parent"] == parent_ref]
+
+
+def stack_config(stack: str, root: Path = REPO) -> dict[str, Any]:
+    """A stack's config as the engine would pass it: namespaced keys; structured values as JSON strings."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no stack file {path.name}: stacks are the Pulumi.<stack>.yaml files beside Pulumi.yaml"
+        )
+    data = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, Any] = {}
+    for key, value in (data.get("config") or {}).items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value = "[secret]"  # ciphertext only the real CLI can decrypt; the program sees a string
+        elif isinstance(value, dict | list):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        config[full] = str(value) if not isinstance(value, str) else value
+    return config
+
+
+def run_program(
+    stack: str,
+    config: Mapping[str, Any],
+    *,
+    program: Path | Callable[[], Any] = REPO / "__main__.py",
+    stack_outputs: dict[str, dict[str, Any]] | None = None,
+) -> Plan:
+    """Run a Pulumi program under the mock runtime with `config`; return what it registered and exported.
+
+    `program` is a `__main__.py` path, or a callable that creates resources (component tests use that).
+    """
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import settings as runtime_settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from tools.mocks import MOCK_REGION, PlatformMocks, RecordingMonitor
+
+    mocks = PlatformMocks(region=str(config.get("aws:region", MOCK_REGION)), stack_outputs=stack_outputs)
+    monitor = RecordingMonitor(mocks)
+    runtime_config.set_all_config(dict(config))
+    # The SDK's mock monitor is process-global: every run replaces it, so runs never see each other's resources.
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    current: Any = runtime_settings.SETTINGS  # a MockSettings after set_mocks; the SDK types it loosely
+    current.rpc_manager.clear()
+    current.outputs.clear()
+
+    if callable(program):
+        body: Callable[[], Any] = program
+    else:
+        path = program
+
+        def body() -> Any:
+            sys.path.insert(0, str(path.parent))
+            try:
+                return runpy.run_path(str(path), run_name="__main__")
+            finally:
+                sys.path.remove(str(path.parent))
+
+    _sync_await(run_pulumi_func(body))
+
+    root = runtime_settings.get_root_resource()
+    raw_outputs: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+    outputs = {k: _sync_await(pulumi.Output.from_input(v).future()) for k, v in raw_outputs.items()}
+    # Registration order depends on the event loop; sorted plans make diffs between two plans meaningful.
+    resources = sorted(
+        (r.as_plan_entry() for r in monitor.recorded), key=lambda r: (r["parent"] or "", r["type"], r["name"])
+    )
+    return Plan(stack=stack, resources=resources, outputs=_jsonable(outputs))
+
+
+def plan_stack(stack: str, root: Path = REPO, stack_outputs: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """Plan a stack from its `Pulumi.<stack>.yaml`."""
+    if stack_outputs is None:
+        from tools.example_outputs import example_stack_outputs
+
+        stack_outputs = example_stack_outputs()
+    return run_program(stack, stack_config(stack, root), program=root / "__main__.py", stack_outputs=stack_outputs)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def render_tree(plan: Plan) -> str:
+    """Components with their children, then counts by type."""
+    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    for r in plan.resources:
+        by_parent.setdefault(r["parent"], []).append(r)
+    lines = [f"stack {plan.stack}: {len(plan.resources)} resources"]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in by_parent.get(parent, []):
+            marker = "+" if r["custom"] else "*"
+            flags = "".join(f" [{k}]" for k in ("protect", "retainOnDelete") if r["options"].get(k))
+            lines.append(f"{'  ' * depth}{marker} {r['type']} {r['name']}{flags}")
+            walk(f"{r['type']}::{r['name']}", depth + 1)
+
+    walk(None, 1)
+    lines.append("counts by type:")
+    for typ, n in sorted(Counter(r["type"] for r in plan.resources).items()):
+        lines.append(f"  {n:3d}  {typ}")
+    lines.append("outputs: " + ", ".join(sorted(plan.outputs)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.settings import SettingsError
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "plan", help="folder for <stack>.json")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument("--root", type=Path, default=REPO, help="checkout to plan (default: this one)")
+    args = parser.parse_args(argv)
+
+    out_file = args.out / f"{args.stack}.json"
+    started = time.perf_counter()
+    try:
+        plan = plan_stack(args.stack, root=args.root.resolve())
+    except SettingsError as exc:
+        out_file.unlink(missing_ok=True)  # never leave a stale plan beside a config that no longer plans
+        print(f"plan failed: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"plan failed: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plan.as_json(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(out_file)
+    elapsed = time.perf_counter() - started
+    if not args.quiet:
+        print(render_tree(plan))
+    print(
+        f"wrote {out_file.relative_to(REPO) if out_file.is_relative_to(REPO) else out_file} "
+        f"({len(plan.resources)} resources, {elapsed:.1f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
