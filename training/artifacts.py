@@ -1,0 +1,154 @@
+"""Writing the model directory per docs/model-contract.md: ONNX graphs, manifest, evaluation and baseline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from monitoring.baseline import write_baseline
+from training.data import TrainingData
+from training.evaluation import classification_metrics
+from training.export import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    OUTPUT,
+    export_onnx,
+    onnx_probabilities,
+    quantize_int8,
+)
+from training.hyperparameters import Hyperparameters
+from training.trainer import TrainResult, predict_probabilities, to_device
+
+LOG = logging.getLogger(__name__)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+MANIFEST_FILE = "manifest.json"
+EVALUATION_FILE = "evaluation.json"
+BASELINE_DIR = "baseline"
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportParityError(Exception):
+    """The exported graph does not compute what the trained PyTorch model computes."""
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
+    """The manifest: how to feed the graph and read its output."""
+    schema = data.schema
+    features: list[dict[str, Any]] = []
+    for name in schema.features:
+        if name in schema.numeric:
+            i = schema.numeric.index(name)
+            features.append(
+                {
+                    "name": name,
+                    "type": "numeric",
+                    "input": NUMERIC_INPUT,
+                    "index": i,
+                    "mean": schema.means[i],
+                    "std": schema.stds[i],
+                }
+            )
+        else:
+            i = schema.categorical.index(name)
+            features.append(
+                {
+                    "name": name,
+                    "type": "categorical",
+                    "input": CATEGORICAL_INPUT,
+                    "index": i,
+                    "categories": list(schema.categories[i]),
+                }
+            )
+    inputs: dict[str, Any] = {NUMERIC_INPUT: {"dtype": "float32", "shape": [None, len(schema.numeric)]}}
+    if schema.categorical:
+        inputs[CATEGORICAL_INPUT] = {"dtype": "string", "shape": [None, len(schema.categorical)]}
+    return {
+        "format_version": 1,
+        "task": "binary_classification" if len(schema.classes) == 2 else "multiclass_classification",
+        "target": schema.target,
+        "features": features,
+        "classes": list(schema.classes),
+        "inputs": inputs,
+        "outputs": {OUTPUT: {"dtype": "float32", "shape": [None, len(schema.classes)]}},
+        "unknown_category_policy": "map-to-unknown",
+        "files": {"fp32": FP32_FILE, "int8": INT8_FILE},
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },
+        "data_fingerprint": data.fingerprint,
+        "metrics": metrics,
+        "hyperparameters": hp.as_json(),
+    }
+
+
+def _write_baseline(data: TrainingData, out_dir: Path) -> None:
+    """Baseline statistics/constraints of the training features (not the label), for drift monitoring."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_baseline(data.train_features, out_dir)
+
+
+def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
+    """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = result.model.cpu().eval()
+    validation = data.validation
+    torch_probabilities = predict_probabilities(model, to_device(validation, torch.device("cpu")))
+
+    fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
+    export_onnx(model, data.schema, data.train, fp32_path)
+    fp32_probabilities = onnx_probabilities(fp32_path, validation)
+    parity = float(np.max(np.abs(fp32_probabilities - torch_probabilities)))
+    LOG.info("max abs difference PyTorch vs onnxruntime on %d validation rows: %.3g", len(validation), parity)
+    if not parity <= PARITY_TOLERANCE:
+        raise ExportParityError(
+            f"exported ONNX graph differs from the PyTorch model by {parity:.3g} "
+            f"(max abs probability difference on the validation split; allowed <= {PARITY_TOLERANCE:g})"
+        )
+    quantize_int8(fp32_path, int8_path)
+    int8_probabilities = onnx_probabilities(int8_path, validation)
+
+    fp32 = classification_metrics(fp32_probabilities, validation.labels)
+    int8 = classification_metrics(int8_probabilities, validation.labels)
+    evaluation = {
+        "validation_rows": len(validation),
+        "fp32": fp32,
+        "int8": int8,
+        "int8_minus_fp32": {name: int8[name] - fp32[name] for name in fp32},
+        "parity": {
+            "max_abs_diff_torch_vs_onnxruntime": parity,
+            "tolerance": PARITY_TOLERANCE,
+            "max_abs_diff_int8_vs_fp32": float(np.max(np.abs(int8_probabilities - fp32_probabilities))),
+        },
+        "training": {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "device": result.device,
+            "hosts": result.world_size,
+            "history": result.history,
+        },
+    }
+    _write_json(out_dir / EVALUATION_FILE, evaluation)
+    _write_baseline(data, out_dir / BASELINE_DIR)
+    metrics = {"val_auc": fp32["auc"], "val_accuracy": fp32["accuracy"], "val_log_loss": fp32["log_loss"]}
+    # The manifest is written last: its presence says the directory is complete.
+    _write_json(out_dir / MANIFEST_FILE, build_manifest(data, hp, metrics))

@@ -1,0 +1,191 @@
+"""Typed, validated hyperparameters parsed from SageMaker's hyperparameters.json (all values are strings).
+
+Every error names the key, the bad value and what is allowed; keys SageMaker tooling injects
+(`sagemaker_*`) are ignored with a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import TrainingInputError
+
+LOG = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The settings of one training run, parsed once at the edge."""
+
+    target: str = "label"
+    """Name of the label column."""
+    epochs: int = 30
+    """Number of passes over the training data."""
+    learning_rate: float = 1e-3
+    """AdamW learning rate."""
+    batch_size: int = 256
+    """Rows per optimizer step (per host when training on several hosts)."""
+    hidden_units: tuple[int, ...] = (256, 256)
+    """Widths of the hidden layers, written as "256,256"."""
+    dropout: float = 0.1
+    """Dropout probability after each hidden layer."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    embedding_dim: int = 8
+    """Width of each categorical feature's embedding."""
+    max_categories: int = 1000
+    """Most frequent categories kept per categorical column; rarer ones map to the unknown index."""
+    patience: int = 0
+    """Stop after this many epochs without a better validation loss; 0 disables early stopping."""
+    seed: int = 42
+    """Seed for weights, batch order and dropout."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda."""
+
+    def as_strings(self) -> dict[str, str]:
+        """The hyperparameters as SageMaker passes them (strings), e.g. for a demo hyperparameters.json."""
+        out: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        """The hyperparameters with their types, for the manifest."""
+        out = dataclasses.asdict(self)
+        out["hidden_units"] = list(self.hidden_units)
+        return out
+
+
+def _parse_int(key: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise TrainingInputError(
+            f"hyperparameter {key!r}: {raw!r} is not an integer; allowed: an integer in [{low}, {high}]"
+        ) from None
+    if not low <= value <= high:
+        raise TrainingInputError(
+            f"hyperparameter {key!r}: {raw!r} is out of range; allowed: an integer in [{low}, {high}]"
+        )
+    return value
+
+
+def _parse_float(key: str, raw: str, low: float, high: float, *, low_open: bool = False) -> float:
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise TrainingInputError(
+            f"hyperparameter {key!r}: {raw!r} is not a number; allowed: a number in {interval}"
+        ) from None
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is out of range; allowed: a number in {interval}")
+    return value
+
+
+def _parse_hidden_units(key: str, raw: str) -> tuple[int, ...]:
+    allowed = 'allowed: 1 to 8 comma-separated integers in [1, 65536], e.g. "256,256"'
+    parts = [p.strip() for p in raw.split(",")]
+    if not 1 <= len(parts) <= 8 or any(not p for p in parts):
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not a list of layer widths; {allowed}")
+    widths: list[int] = []
+    for part in parts:
+        try:
+            width = int(part)
+        except ValueError:
+            raise TrainingInputError(
+                f"hyperparameter {key!r}: {raw!r} has a non-integer width {part!r}; {allowed}"
+            ) from None
+        if not 1 <= width <= 65536:
+            raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} has an out-of-range width; {allowed}")
+        widths.append(width)
+    return tuple(widths)
+
+
+def _parse_target(key: str, raw: str) -> str:
+    if not raw.strip():
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is empty; allowed: a column name")
+    return raw.strip()
+
+
+def _parse_device(key: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in DEVICES:
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not allowed; allowed: {', '.join(DEVICES)}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "target": _parse_target,
+    "epochs": lambda k, v: _parse_int(k, v, 1, 100_000),
+    "learning_rate": lambda k, v: _parse_float(k, v, 0.0, 10.0, low_open=True),
+    "batch_size": lambda k, v: _parse_int(k, v, 1, 4_194_304),
+    "hidden_units": _parse_hidden_units,
+    "dropout": lambda k, v: _parse_float(k, v, 0.0, 0.9),
+    "weight_decay": lambda k, v: _parse_float(k, v, 0.0, 1.0),
+    "embedding_dim": lambda k, v: _parse_int(k, v, 1, 1024),
+    "max_categories": lambda k, v: _parse_int(k, v, 1, 1_000_000),
+    "patience": lambda k, v: _parse_int(k, v, 0, 100_000),
+    "seed": lambda k, v: _parse_int(k, v, 0, 2**32 - 1),
+    "device": _parse_device,
+}
+
+
+def _as_string(key: str, value: object) -> str:
+    # SageMaker passes strings; the SageMaker Python SDK JSON-encodes them a second time ("\"label\"").
+    # Plain JSON numbers are accepted too, for hand-written local files.
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TrainingInputError(
+            f"hyperparameter {key!r}: {value!r} has type {type(value).__name__}; allowed: a string"
+        )
+    text = str(value)
+    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(decoded, str):
+            return decoded
+    return text
+
+
+def parse_hyperparameters(raw: Mapping[str, object]) -> Hyperparameters:
+    """Parse and validate raw hyperparameters; unknown keys and bad values raise TrainingInputError."""
+    values: dict[str, Any] = {}
+    for key in sorted(raw):
+        if key.startswith("sagemaker_"):
+            LOG.info("ignoring hyperparameter %r: set by SageMaker tooling, not used by this container", key)
+            continue
+        parser = _PARSERS.get(key)
+        if parser is None:
+            raise TrainingInputError(
+                f"hyperparameter {key!r}: {raw[key]!r} is not a known hyperparameter; "
+                f"allowed keys: {', '.join(sorted(_PARSERS))}"
+            )
+        values[key] = parser(key, _as_string(key, raw[key]))
+    return Hyperparameters(**values)
+
+
+def load_hyperparameters(path: Path) -> Hyperparameters:
+    """Read hyperparameters.json; a missing file means all defaults (SageMaker omits it when none are set)."""
+    if not path.exists():
+        LOG.info("no %s: using default hyperparameters", path)
+        return Hyperparameters()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingInputError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TrainingInputError(f"{path} must hold a JSON object of strings, not {type(raw).__name__}")
+    return parse_hyperparameters(raw)
