@@ -1,0 +1,112 @@
+"""The routes of the hosting contract, independent of the HTTP server: method, path, headers and body in,
+status, headers and body out. Every error a client can cause is a 4xx with a JSON body saying what to fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from serving import codec
+from serving.metrics import SharedMetrics
+from serving.model import LoadedModel
+
+JSON_TYPE = b"application/json"
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = JSON_TYPE
+    headers: bytes = b""
+    """Extra header lines, each ending in CRLF."""
+    rows: int = 0
+
+
+def error(status: int, message: str, expected: str, **where: object) -> Response:
+    fields = {"message": message, "row": None, "column": None, "feature": None, "expected": expected, "got": None}
+    fields.update(where)
+    return Response(status, orjson.dumps({"error": fields}))
+
+
+NOT_READY = error(503, "the model is still loading", "a request after GET /ping answers 200")
+SUPPORTED_REQUESTS = ", ".join(sorted(codec.REQUEST_TYPES))
+SUPPORTED_RESPONSES = ", ".join(codec.RESPONSE_TYPES)
+
+
+class InferenceApp:
+    """One worker's view: its model (once loaded) and the shared metrics."""
+
+    def __init__(self, metrics: SharedMetrics) -> None:
+        self.metrics = metrics
+        self.model: LoadedModel | None = None
+        self.encoder: codec.ResponseEncoder | None = None
+        self._openapi: bytes | None = None
+
+    def set_model(self, model: LoadedModel) -> None:
+        self.encoder = codec.ResponseEncoder(model.manifest)
+        self.model = model
+        self.metrics.set_ready(True)
+
+    def ping(self) -> Response:
+        # Every worker must have its model: SageMaker sends traffic as soon as /ping says 200.
+        if self.model is not None and self.metrics.all_ready():
+            return Response(200, b'{"status":"ready"}')
+        return Response(503, b'{"status":"loading"}')
+
+    def invocations(self, content_type: str | None, accept: str | None, body: bytes) -> Response:
+        media_in = codec.request_type(content_type)
+        if media_in is None:
+            return error(
+                415,
+                f"unsupported Content-Type {content_type!r}",
+                f"one of {SUPPORTED_REQUESTS} (charset utf-8)",
+                got=content_type,
+            )
+        media_out = codec.response_type(accept)
+        if media_out is None:
+            return error(406, f"cannot answer in any type of Accept {accept!r}", f"one of {SUPPORTED_RESPONSES}")
+        model, encoder = self.model, self.encoder
+        if model is None or encoder is None:
+            return NOT_READY
+        try:
+            batch = codec.DECODERS[media_in](body, model.manifest)
+            probabilities = model.predict(batch)
+            codec.check_finite(probabilities, model.manifest)
+        except codec.InputError as bad:
+            return Response(bad.status, orjson.dumps(bad.to_json()))
+        return Response(
+            200,
+            encoder.encode(media_out, probabilities, batch),
+            content_type=media_out.encode(),
+            rows=batch.rows,
+        )
+
+    def openapi(self) -> Response:
+        if self._openapi is None:
+            self._openapi = OPENAPI_PATH.read_bytes()
+        return Response(200, self._openapi)
+
+    def handle(self, method: bytes, path: bytes, content_type: str | None, accept: str | None, body: bytes) -> Response:
+        if path == b"/invocations":
+            if method != b"POST":
+                return error(405, f"{method.decode('latin-1')} is not allowed on /invocations", "POST")
+            return self.invocations(content_type, accept, body)
+        if path == b"/ping":
+            if method != b"GET":
+                return error(405, f"{method.decode('latin-1')} is not allowed on /ping", "GET")
+            return self.ping()
+        if path == b"/metrics" and method == b"GET":
+            return Response(200, self.metrics.render(), content_type=b"text/plain; version=0.0.4; charset=utf-8")
+        if path == b"/openapi.json" and method == b"GET":
+            return self.openapi()
+        if path in (b"/metrics", b"/openapi.json"):
+            return error(405, f"{method.decode('latin-1')} is not allowed here", "GET")
+        return error(
+            404,
+            f"no route {path.decode('latin-1')[:60]!r}",
+            "GET /ping, POST /invocations, GET /metrics or GET /openapi.json",
+        )

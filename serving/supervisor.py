@@ -1,0 +1,127 @@
+"""The process model: one listening socket, one worker process per core forked from here.
+
+The parent binds the socket, forks the workers (they share it, so the kernel spreads connections), restarts a
+worker that dies after loading, and on SIGTERM passes the signal on and exits when all workers have finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from serving.metrics import SharedMetrics
+from serving.model import ModelDirectoryError, model_file, read_manifest
+from serving.server import LOAD_FAILED_EXIT, SHUTDOWN_DEADLINE_S, configure_logging, run_worker
+from serving.settings import ServeSettings
+
+log = logging.getLogger("serving")
+
+STARTUP_ERROR_EXIT = 2
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _listen(settings: ServeSettings) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int) -> int:
+    # Signals stay blocked across the fork so the child never runs the parent's handler.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            code = run_worker(sock, settings, metrics, index)
+        except BaseException:
+            log.exception("worker %d failed", index)
+        finally:
+            logging.shutdown()
+            # Skip interpreter teardown: it would wait for a model-loading thread that no longer matters.
+            os._exit(code)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    return pid
+
+
+def serve(settings: ServeSettings) -> int:
+    """Run the server until SIGTERM; returns the process exit code."""
+    configure_logging()
+    try:
+        # Checked before binding, so a wrong directory or precision fails at once with a clear message.
+        model_file(settings.model_dir, read_manifest(settings.model_dir), settings.precision)
+    except ModelDirectoryError as bad:
+        log.error("cannot serve: %s", bad)
+        return STARTUP_ERROR_EXIT
+    try:
+        sock = _listen(settings)
+    except OSError as bad:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, bad)
+        return STARTUP_ERROR_EXIT
+    metrics = SharedMetrics(settings.workers)
+    log.info("listening on %s:%d with %d worker(s)", settings.host, settings.port, settings.workers)
+
+    stopping: list[float] = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        if not stopping:
+            stopping.append(time.monotonic())
+            for pid in workers:
+                _signal(pid, signal.SIGTERM)
+
+    workers: dict[int, int] = {}  # pid -> worker index
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    for index in range(settings.workers):
+        workers[_fork_worker(sock, settings, metrics, index)] = index
+
+    exit_code = 0
+    while workers:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            if stopping and time.monotonic() - stopping[0] > SHUTDOWN_DEADLINE_S + 2:
+                for straggler in workers:
+                    _signal(straggler, signal.SIGKILL)
+            time.sleep(0.05)
+            continue
+        index = workers.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            if code != 0:
+                log.error("worker %d exited with %d during shutdown", index, code)
+                exit_code = 1
+            continue
+        if code == LOAD_FAILED_EXIT:
+            log.error("worker %d could not load the model; stopping", index)
+            exit_code = LOAD_FAILED_EXIT
+            on_stop(signal.SIGTERM, None)
+            continue
+        log.error("worker %d exited unexpectedly with %d; starting a new one", index, code)
+        workers[_fork_worker(sock, settings, metrics, index)] = index
+    sock.close()
+    return exit_code
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def main_serve(settings: ServeSettings) -> None:
+    code = serve(settings)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
