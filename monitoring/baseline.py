@@ -41,4 +41,3 @@ def write_baseline(frame: pandas.DataFrame, out_dir: pathlib.Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / STATISTICS_FILE, profile.to_json())
     write_json(out_dir / CONSTRAINTS_FILE, suggest_constraints(profile))
-

@@ -127,9 +127,7 @@ def parse_monitoring_config(doc: Mapping[str, Any] | None) -> MonitoringConfig:
     # AWS's own schema page spells it "comparion_method"; accept that spelling when reading.
     method = dist.get("comparison_method", dist.get("comparion_method", dd["comparison_method"]))
     return MonitoringConfig(
-        evaluate_constraints=_flag(
-            doc.get("evaluate_constraints", d["evaluate_constraints"]), "evaluate_constraints"
-        ),
+        evaluate_constraints=_flag(doc.get("evaluate_constraints", d["evaluate_constraints"]), "evaluate_constraints"),
         emit_metrics=_flag(doc.get("emit_metrics", d["emit_metrics"]), "emit_metrics"),
         datatype_check_threshold=_number(
             doc.get("datatype_check_threshold", d["datatype_check_threshold"]),

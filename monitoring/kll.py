@@ -136,9 +136,7 @@ class KLLSketch:
         return [buf.tolist() for buf in self.compactors]
 
     @classmethod
-    def from_data(
-        cls, data: Sequence[Sequence[float]], k: int = DEFAULT_K, c: float = DEFAULT_C
-    ) -> KLLSketch:
+    def from_data(cls, data: Sequence[Sequence[float]], k: int = DEFAULT_K, c: float = DEFAULT_C) -> KLLSketch:
         """Rebuild a sketch from ``sketch.data`` (as written by us or by Model Monitor)."""
         sketch = cls(k=k, c=c)
         sketch.compactors = [np.asarray(level, dtype=np.float64).ravel() for level in data] or [

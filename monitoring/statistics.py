@@ -166,14 +166,10 @@ class StringAccumulator:
 FeatureAccumulator = NumericAccumulator | StringAccumulator
 
 
-def new_accumulator(
-    name: str, inferred_type: str, k: int = DEFAULT_K, c: float = DEFAULT_C
-) -> FeatureAccumulator:
+def new_accumulator(name: str, inferred_type: str, k: int = DEFAULT_K, c: float = DEFAULT_C) -> FeatureAccumulator:
     """An empty accumulator for a feature of the given Model Monitor type."""
     if inferred_type not in INFERRED_TYPES:
-        raise ValueError(
-            f"feature {name!r}: inferred_type {inferred_type!r} is not one of {', '.join(INFERRED_TYPES)}"
-        )
+        raise ValueError(f"feature {name!r}: inferred_type {inferred_type!r} is not one of {', '.join(INFERRED_TYPES)}")
     if inferred_type in NUMERIC_TYPES:
         return NumericAccumulator(name=name, inferred_type=inferred_type, sketch=KLLSketch(k=k, c=c))
     return StringAccumulator(name=name, inferred_type=inferred_type)
@@ -260,9 +256,7 @@ class DatasetProfile:
     item_count: int = 0
 
     @classmethod
-    def for_features(
-        cls, specs: Sequence[tuple[str, str]], k: int = DEFAULT_K, c: float = DEFAULT_C
-    ) -> DatasetProfile:
+    def for_features(cls, specs: Sequence[tuple[str, str]], k: int = DEFAULT_K, c: float = DEFAULT_C) -> DatasetProfile:
         return cls(features=[new_accumulator(name, typ, k=k, c=c) for name, typ in specs])
 
     @property
@@ -324,9 +318,7 @@ def parse_statistics(doc: Mapping[str, Any], source: str = "statistics.json") ->
         name = feat["name"]
         typ = feat.get("inferred_type", UNKNOWN)
         if typ not in INFERRED_TYPES:
-            raise ValueError(
-                f"{source}: feature {name!r} has inferred_type {typ!r}; allowed: {INFERRED_TYPES}"
-            )
+            raise ValueError(f"{source}: feature {name!r} has inferred_type {typ!r}; allowed: {INFERRED_TYPES}")
         if "numerical_statistics" in feat:
             num = feat["numerical_statistics"]
             common = num.get("common", {})
