@@ -123,7 +123,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     # --- invokes -------------------------------------------------------------------------------------------
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        # The SDK's mock monitor iterates the failures list: answer an empty list, never None.
+        result, failures = self._answer(args)
+        return result, failures or []
+
+    def _answer(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         token, a = args.token, args.args
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
