@@ -80,7 +80,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         kind = typ.rsplit(":", 1)[-1]
         state.setdefault("name", physical)
         state["arn"] = f"{arn_prefix}:{kind[0].lower() + kind[1:]}/{physical}"
-        state.setdefault("tagsAll", {**inputs.get("tags", {})})
+        if isinstance(inputs.get("tags", {}), dict):  # docker-build's `tags` is a list of image names
+            state.setdefault("tagsAll", {**inputs.get("tags", {})})
 
         if typ == "aws:s3/bucket:Bucket":
             bucket = inputs.get("bucket") or f"{name}-{_suffix(typ, name)}".lower()
