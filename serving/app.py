@@ -26,10 +26,10 @@ class Response:
     rows: int = 0
 
 
-def error(status: int, message: str, expected: str, **where: object) -> Response:
+def error(status: int, message: str, expected: str, headers: bytes = b"", **where: object) -> Response:
     fields = {"message": message, "row": None, "column": None, "feature": None, "expected": expected, "got": None}
     fields.update(where)
-    return Response(status, orjson.dumps({"error": fields}))
+    return Response(status, orjson.dumps({"error": fields}), headers=headers)
 
 
 NOT_READY = error(503, "the model is still loading", "a request after GET /ping answers 200")
@@ -93,18 +93,20 @@ class InferenceApp:
     def handle(self, method: bytes, path: bytes, content_type: str | None, accept: str | None, body: bytes) -> Response:
         if path == b"/invocations":
             if method != b"POST":
-                return error(405, f"{method.decode('latin-1')} is not allowed on /invocations", "POST")
+                return error(
+                    405, f"{method.decode('latin-1')} is not allowed on /invocations", "POST", b"Allow: POST\r\n"
+                )
             return self.invocations(content_type, accept, body)
         if path == b"/ping":
             if method != b"GET":
-                return error(405, f"{method.decode('latin-1')} is not allowed on /ping", "GET")
+                return error(405, f"{method.decode('latin-1')} is not allowed on /ping", "GET", b"Allow: GET\r\n")
             return self.ping()
         if path == b"/metrics" and method == b"GET":
             return Response(200, self.metrics.render(), content_type=b"text/plain; version=0.0.4; charset=utf-8")
         if path == b"/openapi.json" and method == b"GET":
             return self.openapi()
         if path in (b"/metrics", b"/openapi.json"):
-            return error(405, f"{method.decode('latin-1')} is not allowed here", "GET")
+            return error(405, f"{method.decode('latin-1')} is not allowed here", "GET", b"Allow: GET\r\n")
         return error(
             404,
             f"no route {path.decode('latin-1')[:60]!r}",

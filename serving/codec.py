@@ -145,12 +145,8 @@ def _rows_to_batch(manifest: ModelManifest, rows: list[list[Any]], from_text: bo
             raise _wrong_length(manifest, r, len(row))
         for j, column in enumerate(manifest.numeric_columns):
             value = row[column]
-            if from_text:
-                number = _number(value)
-            elif type(value) in (int, float):  # bool is an int subclass and is refused on purpose
-                number = _number(value)
-            else:
-                number = None
+            # JSON numbers must be int or float: bool is an int subclass and is refused on purpose.
+            number = _number(value) if from_text or type(value) in (int, float) else None
             if number is None:
                 raise _bad_value(manifest, r, column, value)
             numeric[r, j] = number

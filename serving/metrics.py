@@ -82,8 +82,7 @@ class SharedMetrics:
                 cumulative += self._total(h + b)
                 le = "+Inf" if bound == float("inf") else repr(bound)
                 out.append(
-                    f'mlplatform_serving_request_duration_seconds_bucket{{path="{path}",le="{le}"}} '
-                    f"{cumulative:.0f}"
+                    f'mlplatform_serving_request_duration_seconds_bucket{{path="{path}",le="{le}"}} {cumulative:.0f}'
                 )
             out.append(
                 f'mlplatform_serving_request_duration_seconds_sum{{path="{path}"}} '

@@ -228,7 +228,7 @@ class HttpConnection(asyncio.Protocol):
 
 def _event_loop() -> asyncio.AbstractEventLoop:
     try:
-        import uvloop  # noqa: PLC0415  # optional: the pure asyncio loop works, only slower
+        import uvloop  # optional: the pure asyncio loop works, only slower
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()

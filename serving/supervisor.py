@@ -6,6 +6,7 @@ worker that dies after loading, and on SIGTERM passes the signal on and exits wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -113,10 +114,8 @@ def serve(settings: ServeSettings) -> int:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it exited already
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def main_serve(settings: ServeSettings) -> None:

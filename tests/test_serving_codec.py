@@ -50,7 +50,7 @@ def _error(excinfo: pytest.ExceptionInfo[InputError]) -> dict[str, object]:
 
 
 def test_csv_rows_become_float32_numeric_and_string_categorical_inputs(mixed: LoadedModel) -> None:
-    batch = codec.decode_csv(b"1,2.5,-3e2,red\r\n4,5,6,\"a, b\"\n", mixed.manifest)
+    batch = codec.decode_csv(b'1,2.5,-3e2,red\r\n4,5,6,"a, b"\n', mixed.manifest)
     np.testing.assert_array_equal(batch.numeric, np.array([[1, 2.5, -300], [4, 5, 6]], dtype=np.float32))
     assert batch.numeric.dtype == np.float32
     assert batch.categorical is not None
@@ -183,9 +183,7 @@ def test_csv_with_an_unclosed_quote_is_malformed(mixed: LoadedModel) -> None:
         (b'{"instances": [3]}', "row 0: expected a list of values or an object"),
     ],
 )
-def test_json_document_errors_say_what_shape_is_expected(
-    numeric: LoadedModel, body: bytes, message_part: str
-) -> None:
+def test_json_document_errors_say_what_shape_is_expected(numeric: LoadedModel, body: bytes, message_part: str) -> None:
     with pytest.raises(InputError) as excinfo:
         codec.decode_json(body, numeric.manifest)
     assert message_part in str(_error(excinfo)["message"])
@@ -237,13 +235,16 @@ def test_jsonlines_malformed_line_is_named(numeric: LoadedModel) -> None:
 @given(body=st.binary(max_size=200))
 def test_any_csv_bytes_decode_or_raise_input_error(body: bytes) -> None:
     manifest = _MIXED_MANIFEST
+    refused: InputError | None = None
     try:
         batch = codec.decode_csv(body, manifest)
     except InputError as error:
-        assert error.status == 400
-        json.dumps(error.to_json())  # always serialisable
+        refused = error
     else:
         assert np.isfinite(batch.numeric).all()
+    if refused is not None:
+        assert refused.status == 400
+        json.dumps(refused.to_json())  # always serialisable
 
 
 @settings(max_examples=200, deadline=None)
@@ -390,7 +391,7 @@ def test_manifest_errors_name_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 2}))
     with pytest.raises(ModelDirectoryError, match=r"manifest.json: format_version must be 1, got 2"):
         read_manifest(tmp_path)
-    with pytest.raises(ModelDirectoryError, match="manifest.json is missing"):
+    with pytest.raises(ModelDirectoryError, match=r"manifest\.json is missing"):
         read_manifest(tmp_path / "nowhere")
 
 
@@ -402,7 +403,9 @@ def test_missing_model_file_is_named(mixed_dir: Path, tmp_path: Path) -> None:
 
 def test_precision_comes_from_the_environment_and_is_checked() -> None:
     assert parse_settings([], {"MLPLATFORM_MODEL_PRECISION": "int8"}).precision == "int8"
-    with pytest.raises(SettingsError, match=r"MLPLATFORM_MODEL_PRECISION='fp16' is not valid: expected one of fp32, int8"):
+    with pytest.raises(
+        SettingsError, match=r"MLPLATFORM_MODEL_PRECISION='fp16' is not valid: expected one of fp32, int8"
+    ):
         parse_settings([], {"MLPLATFORM_MODEL_PRECISION": "fp16"})
 
 
@@ -434,5 +437,9 @@ def test_metrics_render_counts_and_a_cumulative_histogram() -> None:
     assert 'mlplatform_serving_request_duration_seconds_bucket{path="/invocations",le="0.0005"} 2' in text
     assert 'mlplatform_serving_request_duration_seconds_bucket{path="/invocations",le="+Inf"} 3' in text
     assert "mlplatform_serving_rows_total 4" in text
-    total = next(line for line in text.splitlines() if line.startswith('mlplatform_serving_request_duration_seconds_sum{path="/invocations"}'))
+    total = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('mlplatform_serving_request_duration_seconds_sum{path="/invocations"}')
+    )
     assert math.isclose(float(total.split()[-1]), 0.0035)
