@@ -8,7 +8,7 @@ STACK ?= dev
 REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard training/requirements.txt serving/requirements.txt monitoring/requirements.txt)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint plan bench clean format
+.PHONY: venv test lint plan diff bench clean format
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ format: $(STAMP)
 
 plan: $(STAMP)
 	$(PY) -m tools.plan --stack $(STACK)
+
+# Offline plan diff of dev and prod between BASE (a git ref) and the working tree: build/plan/diff.md.
+BASE ?= origin/main
+diff: $(STAMP)
+	$(PY) -m tools.diff --base $(BASE)
 
 bench: $(STAMP)
 	@mkdir -p build/bench
