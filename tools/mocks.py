@@ -217,6 +217,9 @@ class RecordingMonitor(MockMonitor):
             options["replaceOnChanges"] = list(request.replaceOnChanges)
         if list(request.dependencies):
             options["dependsOn"] = sorted(urn_to_ref(d) for d in request.dependencies)
+        hooks = {k: list(getattr(request.hooks, k)) for k in ("after_create", "after_update", "before_update")}
+        if any(hooks.values()):
+            options["hooks"] = {k: v for k, v in hooks.items() if v}
         if request.provider:
             options["provider"] = request.provider.split("::")[-2] if "::" in request.provider else request.provider
         self.recorded.append(
