@@ -13,6 +13,18 @@ KMS_KEY_ARN: Final = "kmsKeyArn"
 DATA_BUCKET: Final = "dataBucket"
 MODEL_BUCKET: Final = "modelBucket"
 CAPTURE_BUCKET: Final = "captureBucket"
+ENDPOINT_NAME: Final = "endpointName"
+ENDPOINT_ARN: Final = "endpointArn"
+ENDPOINT_CONFIG_NAME: Final = "endpointConfigName"
+INVOKE_POLICY_ARN: Final = "invokePolicyArn"
+SERVING_IMAGE: Final = "servingImage"
+MODEL_DATA_URI: Final = "modelDataUri"
+CAPTURE_URI: Final = "captureUri"
+BASELINE_STATISTICS_URI: Final = "baselineStatisticsUri"
+BASELINE_CONSTRAINTS_URI: Final = "baselineConstraintsUri"
+ALARM_TOPIC_ARN: Final = "alarmTopicArn"
+DASHBOARD_URL: Final = "dashboardUrl"
+TRAINING_JOB_NAME: Final = "trainingJobName"
 
 # What each output means, with an example value shape; the README's output table is checked against this.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {

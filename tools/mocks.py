@@ -236,6 +236,25 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        """Reads (`StackReference`, `Resource.get`) are recorded too, marked with the id they read."""
+        response = super().ReadResource(request)
+        from pulumi.runtime import rpc
+
+        self.recorded.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=_parent_ref(request.parent),
+                inputs=_plain(rpc.deserialize_properties(request.properties)),
+                custom=True,
+                options={"read": request.id},
+            )
+        )
+        return response
+
+
 def _parent_ref(parent_urn: str) -> str | None:
     """The parent as `type::name`, or None for top-level resources (whose parent is the stack)."""
     if not parent_urn:
