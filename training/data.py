@@ -96,7 +96,7 @@ def channel_files(ml: MLRoot, channel: str) -> list[Path]:
     unsupported = [p.relative_to(directory).as_posix() for p in files if not _suffix_allowed(p)]
     if unsupported:
         raise TrainingInputError(
-            f"channel {channel!r}: unsupported file(s) {', '.join(unsupported[:5])}; "
+            f"channel {channel!r}: unsupported file(s) {', '.join(map(repr, unsupported[:5]))}; "
             f"allowed: {', '.join(ALLOWED_SUFFIXES)}"
         )
     return files

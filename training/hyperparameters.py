@@ -50,6 +50,8 @@ class Hyperparameters:
     """Seed for weights, batch order and dropout."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
+    num_threads: int = 0
+    """CPU threads for PyTorch; 0 keeps PyTorch's default (one per core). Small models train faster on 1."""
 
     def as_strings(self) -> dict[str, str]:
         """The hyperparameters as SageMaker passes them (strings), e.g. for a demo hyperparameters.json."""
@@ -139,6 +141,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "patience": lambda k, v: _parse_int(k, v, 0, 100_000),
     "seed": lambda k, v: _parse_int(k, v, 0, 2**32 - 1),
     "device": _parse_device,
+    "num_threads": lambda k, v: _parse_int(k, v, 0, 1024),
 }
 
 

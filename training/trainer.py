@@ -93,15 +93,16 @@ def to_device(split: EncodedSplit, device: torch.device, rows: np.ndarray | None
     """Copy a split (or some of its rows) to the device once, for the whole run."""
 
     def pick(array: np.ndarray) -> np.ndarray:
-        return array if rows is None else array[rows]
+        # A copy: pandas may hand out read-only arrays, which torch refuses to share.
+        return np.array(array if rows is None else array[rows], copy=True, order="C")
 
     categorical = None
     if split.categorical_index.shape[1]:
-        categorical = torch.from_numpy(np.ascontiguousarray(pick(split.categorical_index))).to(device)
+        categorical = torch.from_numpy(pick(split.categorical_index)).to(device)
     return DeviceSplit(
-        numeric=torch.from_numpy(np.ascontiguousarray(pick(split.numeric))).to(device),
+        numeric=torch.from_numpy(pick(split.numeric)).to(device),
         categorical_index=categorical,
-        labels=torch.from_numpy(np.ascontiguousarray(pick(split.labels))).to(device),
+        labels=torch.from_numpy(pick(split.labels)).to(device),
     )
 
 
@@ -161,7 +162,8 @@ def predict_probabilities(model: TabularClassifier, data: DeviceSplit, *, chunk:
 
 def run_key(data: TrainingData, hp: Hyperparameters) -> str:
     """Identifies what a checkpoint was trained on; a checkpoint of other data or settings is not resumed."""
-    settings = {k: v for k, v in hp.as_json().items() if k != "device"}
+    # Where the run executes does not change what it computes: device and threads may differ on resume.
+    settings = {k: v for k, v in hp.as_json().items() if k not in {"device", "num_threads"}}
     text = json.dumps({"data": data.fingerprint, "hyperparameters": settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -218,6 +220,8 @@ def _broadcast(value: Any, distributed: bool) -> Any:
 def train(data: TrainingData, hp: Hyperparameters, cluster: Cluster, ml: MLRoot) -> TrainResult:
     """Train with resume from the newest valid checkpoint; returns the best weights on every host."""
     device = resolve_device(hp.device)
+    if hp.num_threads:
+        torch.set_num_threads(hp.num_threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     distributed = cluster.world_size > 1
