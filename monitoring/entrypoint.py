@@ -8,11 +8,14 @@ constraint_violations.json and report.html to ``output_path``, the metrics file 
 
 Outside Model Monitor (the ``pipeline`` backend) nobody reads the metrics file, so with
 ``publish_cloudwatch_metrics=Enabled`` and ``MLPLATFORM_PUT_METRIC_DATA=1`` the container publishes the
-same data itself with PutMetricData. ``MLPLATFORM_OPT_ML`` moves the ``/opt/ml`` root (tests).
+same data itself with PutMetricData (namespace from ``metric_namespace``, default in metrics_contract).
+``MLPLATFORM_WINDOW_SECONDS`` sets the window from ``end_time`` when ``start_time`` is empty, and
+``MLPLATFORM_OPT_ML`` moves the ``/opt/ml`` root (tests).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pathlib
@@ -30,6 +33,8 @@ from monitoring.report import render_report
 
 OPT_ML_ENV = "MLPLATFORM_OPT_ML"
 PUT_METRIC_DATA_ENV = "MLPLATFORM_PUT_METRIC_DATA"
+WINDOW_SECONDS_ENV = "MLPLATFORM_WINDOW_SECONDS"
+"""With ``start_time`` empty, the window is this many seconds before ``end_time`` (the pipeline backend)."""
 METRICS_FILE = pathlib.PurePosixPath("output/metrics/cloudwatch/cloudwatch_metrics.jsonl")
 MESSAGE_FILE = pathlib.PurePosixPath("output/message")
 FAILURE_FILE = pathlib.PurePosixPath("output/failure")
@@ -84,15 +89,20 @@ def parse_settings(env: Mapping[str, str]) -> ContainerSettings:
     put = env.get(PUT_METRIC_DATA_ENV, "0")
     if put not in ("0", "1"):
         raise ValueError(f"{PUT_METRIC_DATA_ENV} is {put!r}; allowed: 0 or 1")
-    start = env.get("start_time")
-    end = env.get("end_time")
+    start_text = env.get("start_time", "").strip()
+    end_text = env.get("end_time", "").strip()
+    end = parse_time(end_text, "end_time") if end_text else None
+    start = parse_time(start_text, "start_time") if start_text else None
+    seconds_text = env.get(WINDOW_SECONDS_ENV, "").strip()
+    if start is None and end is not None and seconds_text:
+        if not seconds_text.isdigit() or int(seconds_text) <= 0:
+            raise ValueError(f"{WINDOW_SECONDS_ENV} is {seconds_text!r}; allowed: a whole number of seconds > 0")
+        start = end - dt.timedelta(seconds=int(seconds_text))
     return ContainerSettings(
         capture_index=parse_dataset_format(env.get("dataset_format")),
         dataset_source=_required(env, "dataset_source"),
         output_path=pathlib.Path(_required(env, "output_path")),
-        window=TimeWindow(
-            parse_time(start, "start_time") if start else None, parse_time(end, "end_time") if end else None
-        ),
+        window=TimeWindow(start, end),
         baseline_statistics=_required(env, "baseline_statistics"),
         baseline_constraints=_required(env, "baseline_constraints"),
         publish_metrics=flag == "Enabled",

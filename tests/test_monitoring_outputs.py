@@ -242,3 +242,13 @@ def test_report_is_self_contained_with_a_plot_per_feature(workspace: pathlib.Pat
 def test_metric_names_longer_than_cloudwatch_allows_are_refused() -> None:
     with pytest.raises(ValueError, match="CloudWatch allows 255"):
         contract.feature_baseline_drift_metric("x" * 300)
+
+
+def test_window_seconds_sets_the_start_from_the_end(workspace: pathlib.Path) -> None:
+    from monitoring.entrypoint import parse_settings
+
+    settings = parse_settings(_env(workspace, start_time="", MLPLATFORM_WINDOW_SECONDS="1800"))
+    assert settings.window.start == dt.datetime(2024, 5, 1, 13, 30, tzinfo=dt.UTC)
+    assert settings.window.end == END
+    with pytest.raises(ValueError, match="MLPLATFORM_WINDOW_SECONDS is '-5'"):
+        parse_settings(_env(workspace, start_time="", MLPLATFORM_WINDOW_SECONDS="-5"))
