@@ -307,6 +307,13 @@ def _train(
     if rows_per_host == 0:
         raise TrainingInputError(f"channel 'train' has fewer rows ({len(data.train)}) than hosts ({world})")
     steps = math.ceil(rows_per_host / hp.batch_size)
+    LOG.info(
+        "this host trains on %d of %d rows, %d steps of %d rows per epoch",
+        len(train_split),
+        len(data.train),
+        steps,
+        hp.batch_size,
+    )
     validation_split = to_device(data.validation, device) if rank == 0 else None
 
     for epoch in range(start_epoch, hp.epochs + 1):
