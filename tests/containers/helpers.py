@@ -1,0 +1,336 @@
+"""Helpers of the container tests: which images to build and how, the build secret, SageMaker layouts.
+
+Kept apart from conftest.py so the test files can import them (and so pyright sees their types).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools import image_checks, images
+
+REPO = images.REPO
+BUILD_DIR = REPO / "build" / "containers"
+LOG_DIR = BUILD_DIR / "logs"
+IMAGES_JSON = BUILD_DIR / "images.json"
+SKIP_ENV = "MLPLATFORM_SKIP_CONTAINERS"
+WHEELS_ENV = "MLPLATFORM_WHEELS"
+IMAGE_NAMES = ("training", "serving", "monitoring")
+SERVING_SIZE_LIMIT_MB = 400  # contract of the serving image (MB as Docker shows them: 10**6 bytes)
+CANARY_FILE = "secret-canary"
+DEFAULT_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+# --- machine ----------------------------------------------------------------------------------------------
+
+
+def tool_gate(env: Mapping[str, str], which: Callable[[str], str | None], euid: int) -> tuple[str, str] | None:
+    """None when the machine can build images; else ("skip" | "fail", message naming what to install)."""
+    missing = [tool for tool in images.REQUIRED_TOOLS if which(tool) is None]
+    problems: list[str] = []
+    if missing:
+        problems.append(f"{', '.join(missing)} not found on PATH; install with: {images.INSTALL_HINT}")
+    if euid != 0:
+        problems.append("the container tests run buildah with chroot isolation, which needs root")
+    if not problems:
+        return None
+    message = "container tests cannot run: " + "; ".join(problems)
+    if env.get(SKIP_ENV) == "1":
+        return "skip", f"{message} (skipped because {SKIP_ENV}=1)"
+    return "fail", f"{message}. To skip them on purpose (never in CI) set {SKIP_ENV}=1."
+
+
+def host_ca_bundle() -> Path:
+    """The CA bundle the host's own pip trusts (it includes a re-signing proxy's CA where there is one)."""
+    import os
+
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value and Path(value).is_file():
+            return Path(value)
+    return DEFAULT_CA_BUNDLE
+
+
+def canary() -> str:
+    """A random marker, stable per machine (kept beside the base cache) so cached layers are checked too."""
+    folder = images.base_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CANARY_FILE
+    if not path.is_file():
+        path.write_text(f"mlplatform-build-secret-canary-{uuid.uuid4().hex}\n")
+    return path.read_text().strip()
+
+
+def secret_bundle(host_bundle: Path, folder: Path) -> Path:
+    """The file passed as the `pip_cert` build secret: the host bundle plus a comment line with the canary.
+
+    OpenSSL skips text between PEM blocks, so pip trusts the same CAs; the canary finds a leak even where the
+    host bundle is byte-identical to Debian's own.
+    """
+    path = folder / "pip_cert.pem"
+    content = host_bundle.read_bytes() if host_bundle.is_file() else b""
+    path.write_bytes(content.rstrip(b"\n") + f"\n# {canary()}\n".encode())
+    return path
+
+
+def secret_needles(pip_cert: Path, base_bundle: bytes) -> dict[str, bytes]:
+    needles = image_checks.certificate_needles(pip_cert.read_bytes(), base_bundle)
+    needles["the build secret's canary line"] = canary().encode()
+    return needles
+
+
+def local_wheels() -> Path | None:
+    """A local folder with a CPU torch wheel (pip's find-links on our machines), so builds skip CUDA torch."""
+    import os
+
+    candidates: list[str] = []
+    if os.environ.get(WHEELS_ENV):
+        candidates.append(os.environ[WHEELS_ENV])
+    candidates += os.environ.get("PIP_FIND_LINKS", "").split()
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith("find-links"):
+            candidates += shlex.split(value.strip().strip("'\""))
+    for candidate in candidates:
+        folder = Path(candidate.removeprefix("file://"))
+        if folder.is_dir() and any(folder.glob("torch-*.whl")):
+            return folder
+    return None
+
+
+# --- builds -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageRecord:
+    name: str
+    tag: str
+    image_id: str
+    build_seconds: float
+    layer_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(self.layer_bytes)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "build_seconds": round(self.build_seconds, 1),
+            "size_bytes": self.size_bytes,
+            "size_mb": round(self.size_bytes / 1e6, 1),
+            "layers": len(self.layer_bytes),
+            "layer_bytes": self.layer_bytes,
+        }
+
+
+def build_options(name: str, dockerfile: Path, pip_cert: Path) -> tuple[dict[str, str], list[str]]:
+    """Build args and volumes for one image: provenance labels, and for training the local CPU torch wheels."""
+    args = images.provenance_args(dockerfile)
+    volumes: list[str] = []
+    if name == "training":
+        wheels = local_wheels()
+        if wheels is not None:
+            if "PIP_FIND_LINKS" not in images.declared_args(dockerfile):
+                raise images.ImageToolError(
+                    f"{dockerfile} does not declare ARG PIP_FIND_LINKS, so the local CPU torch wheels in {wheels} "
+                    "cannot be used and the build would download CUDA torch (several GB)"
+                )
+            volumes.append(f"{wheels}:/wheels:ro")
+            args["PIP_FIND_LINKS"] = "/wheels"
+    return args, volumes
+
+
+@dataclass
+class ProjectImages:
+    """The project's images, each built once per test session from its real Dockerfile."""
+
+    base_image: str
+    pip_cert: Path
+    records: dict[str, ImageRecord] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    layer_dirs: dict[str, tuple[list[Path], Any]] = field(default_factory=dict)
+
+    def dockerfile(self, name: str) -> Path:
+        return REPO / name / "Dockerfile"
+
+    def get(self, name: str) -> ImageRecord:
+        """Build `name` (or return it if built); raises ImageToolError with the build log's tail on failure."""
+        if name in self.records:
+            return self.records[name]
+        if name in self.errors:
+            raise images.ImageToolError(self.errors[name])
+        dockerfile = self.dockerfile(name)
+        try:
+            if not dockerfile.is_file():
+                raise images.ImageToolError(f"{dockerfile.relative_to(REPO)} does not exist yet")
+            args, volumes = build_options(name, dockerfile, self.pip_cert)
+            built = images.build_image(
+                dockerfile,
+                f"localhost/mlplatform-{name}:test",
+                base_image=self.base_image,
+                build_args=args,
+                volumes=volumes,
+                secrets={"pip_cert": self.pip_cert},
+                log_path=LOG_DIR / f"{name}.log",
+            )
+        except images.ImageToolError as error:
+            self.errors[name] = f"building {name} failed (log: {LOG_DIR / (name + '.log')}): {error}"
+            raise images.ImageToolError(self.errors[name]) from None
+        record = ImageRecord(name=name, tag=built.tag, image_id=built.image_id, build_seconds=built.seconds)
+        record.layer_bytes = [path.stat().st_size for path in self.layers(record)]
+        self.records[name] = record
+        record_sizes(self.base_image, record)
+        return record
+
+    def layers(self, record: ImageRecord) -> list[Path]:
+        """The image's layer tars (exported once, kept until the session ends)."""
+        if record.name not in self.layer_dirs:
+            context = images.exported_layers(record.tag)
+            self.layer_dirs[record.name] = (context.__enter__(), context)
+        return self.layer_dirs[record.name][0]
+
+    def close(self) -> None:
+        for _, context in self.layer_dirs.values():
+            context.__exit__(None, None, None)
+        self.layer_dirs.clear()
+
+
+def record_sizes(base_image: str, record: ImageRecord) -> None:
+    """Merge one image's size into build/containers/images.json (other images' entries are kept)."""
+    IMAGES_JSON.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"images": {}}
+    if IMAGES_JSON.is_file():
+        doc = json.loads(IMAGES_JSON.read_text())
+    doc["base_image"] = base_image
+    doc.setdefault("images", {})[record.name] = record.as_json()
+    IMAGES_JSON.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def base_layer_count(base_image: str) -> int:
+    doc = images.inspect_image(base_image)
+    return len(((doc.get("OCIv1") or {}).get("rootfs") or {}).get("diff_ids") or [])
+
+
+def base_ca_bundle(base_image: str) -> bytes:
+    with images.mounted_image(base_image) as root:
+        path = root / "etc/ssl/certs/ca-certificates.crt"
+        return path.read_bytes() if path.is_file() else b""
+
+
+def build_variant(
+    dockerfile_text: str, tag: str, base_image: str, pip_cert: Path, folder: Path, name: str
+) -> images.BuiltImage:
+    """Build a Dockerfile written to a temporary folder, with the repository root as context (broken variants)."""
+    path = folder / f"Dockerfile.{name}"
+    path.write_text(dockerfile_text)
+    return images.build_image(
+        path,
+        tag,
+        base_image=base_image,
+        build_args=images.provenance_args(path),
+        secrets={"pip_cert": pip_cert},
+        log_path=LOG_DIR / f"{name}.log",
+    )
+
+
+# --- SageMaker layouts --------------------------------------------------------------------------------------
+
+
+def lay_out_training(ml_root: Path, epochs: int = 3) -> None:
+    """`python -m training demo-data` on the host, then few epochs so the container trains in seconds."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "demo-data", "--ml-root", str(ml_root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m training demo-data failed: {proc.stderr[-2000:]}")
+    hp_path = ml_root / "input" / "config" / "hyperparameters.json"
+    hp = json.loads(hp_path.read_text())
+    hp.update({"epochs": str(epochs), "device": "cpu", "num_threads": "2"})  # SageMaker passes strings
+    hp_path.write_text(json.dumps(hp, indent=2))
+
+
+def feature_rows(ml_root: Path, manifest: Mapping[str, Any]) -> list[list[str]]:
+    """Validation rows as raw strings in the manifest's request order (no label)."""
+    names = [feature["name"] for feature in manifest["features"]]
+    with (ml_root / "input" / "data" / "validation" / "validation.csv").open(newline="") as handle:
+        return [[row[name] for name in names] for row in csv.DictReader(handle)]
+
+
+def csv_body(rows: list[list[str]]) -> bytes:
+    return "".join(",".join(row) + "\n" for row in rows).encode()
+
+
+def json_body(rows: list[list[str]]) -> bytes:
+    return json.dumps({"instances": [[float(v) for v in row] for row in rows]}).encode()
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One invocation as SageMaker data capture records it."""
+
+    content_type: str
+    body: bytes
+    response_type: str
+    response: bytes
+
+
+def write_capture(root: Path, endpoint: str, variant: str, when: dt.datetime, calls: list[Captured]) -> Path:
+    """Capture JSONL in SageMaker's layout `{endpoint}/{variant}/yyyy/mm/dd/hh/<file>.jsonl`; returns the file."""
+    folder = root / endpoint / variant / when.strftime("%Y/%m/%d/%H")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+    with path.open("w") as handle:
+        for number, call in enumerate(calls):
+            record = {
+                "captureData": {
+                    "endpointInput": {
+                        "observedContentType": call.content_type,
+                        "mode": "INPUT",
+                        "data": call.body.decode(),
+                        "encoding": "JSON" if "json" in call.content_type else "CSV",
+                    },
+                    "endpointOutput": {
+                        "observedContentType": call.response_type,
+                        "mode": "OUTPUT",
+                        "data": call.response.decode(),
+                        "encoding": "JSON" if "json" in call.response_type else "CSV",
+                    },
+                },
+                "eventMetadata": {
+                    "eventId": str(uuid.uuid4()),
+                    "inferenceTime": (when + dt.timedelta(seconds=number)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+                "eventVersion": "0",
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A folder for container mounts that is world-writable, in case an image runs as a non-root user."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o777)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
