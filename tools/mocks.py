@@ -74,7 +74,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if typ.startswith("pulumi:providers:"):
             return f"{name}-provider-id", inputs
         module = typ.split(":")[1].split("/")[0]
-        physical = inputs.get("name") or f"{name}-{_suffix(typ, name)}"
+        # SageMaker pipelines are named by `pipelineName`; everything else by `name` or an auto name.
+        physical = inputs.get("name") or inputs.get("pipelineName") or f"{name}-{_suffix(typ, name)}"
         state: dict[str, Any] = {**inputs, "id": physical}
         arn_prefix = f"arn:aws:{module}:{self.region}:{MOCK_ACCOUNT_ID}"
         kind = typ.rsplit(":", 1)[-1]
