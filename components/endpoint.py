@@ -255,8 +255,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                 if args.get("subnet_ids")
                 else None
             ),
-            # SageMaker checks it can pull the image and read the model when the model is created.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            # SageMaker checks it can pull the image and read the model when the model is created. Kept in AWS
+            # on replacement like the config below: a config SageMaker rolls back to, or scales out, needs its model.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy], retain_on_delete=True),
         )
 
         # The guard against an instance-type change under autoscaling gates the config itself, so a refused

@@ -98,8 +98,10 @@ def test_endpoint_has_the_deterministic_name_and_points_at_the_new_config(plan: 
     assert endpoint["inputs"]["endpointConfigName"].startswith("ep-config-")
 
 
-def test_config_is_retained_on_delete_so_a_rollback_target_survives(plan: Plan) -> None:
+def test_config_and_its_model_are_retained_on_delete_so_a_rollback_target_survives(plan: Plan) -> None:
     assert plan.one(CONFIG)["options"].get("retainOnDelete") is True
+    assert plan.one(MODEL)["options"].get("retainOnDelete") is True
+    assert not plan.one(ENDPOINT)["options"].get("retainOnDelete")
 
 
 def test_every_child_is_parented_and_named_after_the_component(plan: Plan) -> None:
