@@ -160,6 +160,8 @@ class ModelEndpointArgs(TypedDict):
     """Bucket receiving data capture under `capture/`."""
     kms_key_arn: pulumi.Input[str]
     """Project KMS key: capture data, the storage volume (where allowed), reading the model and the image."""
+    source_kms_key_arns: NotRequired[Sequence[pulumi.Input[str]]]
+    """Keys of a promoting stack (prod reads dev's model files and image, encrypted with dev's key): decrypt only."""
     endpoint_name: str
     """Stable, deterministic endpoint name (e.g. `mlplatform-dev`): applications and alarms depend on it."""
     alarm_topic_arn: NotRequired[pulumi.Input[str] | None]
@@ -439,6 +441,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             model_data_uri=args["model_data_uri"],
             capture_bucket=args["capture_bucket"],
             kms_key_arn=args["kms_key_arn"],
+            source_kms_key_arns=list(args.get("source_kms_key_arns", [])),
             subnet_ids=list(args.get("subnet_ids", [])),
             security_group_ids=list(args.get("security_group_ids", [])),
         ).apply(lambda v: execution_policy(endpoint_name=args["endpoint_name"], **v))
@@ -624,6 +627,7 @@ def execution_policy(
     model_data_uri: str,
     capture_bucket: str,
     kms_key_arn: str,
+    source_kms_key_arns: Sequence[str] = (),
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
 ) -> str:
@@ -675,6 +679,20 @@ def execution_policy(
             "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"],
             "Resource": kms_key_arn,
         },
+        *(
+            [
+                {
+                    # Promoted artifacts (model files in the source stack's bucket, its image repository) stay
+                    # encrypted with the source stack's key: reading them needs decrypt, nothing more.
+                    "Sid": "ReadPromotedArtifacts",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": sorted(set(source_kms_key_arns)),
+                }
+            ]
+            if source_kms_key_arns
+            else []
+        ),
         {
             "Sid": "EndpointLogs",
             "Effect": "Allow",

@@ -480,6 +480,14 @@ def test_execution_role_reads_only_the_model_prefix_and_pulls_only_its_repositor
     )
 
 
+def test_promoted_artifacts_are_decrypted_with_the_source_stacks_key() -> None:
+    dev_key = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555"
+    statements = _statements(_role_policy(plan_of(source_kms_key_arns=[dev_key])))
+    assert statements["ReadPromotedArtifacts"]["Action"] == ["kms:Decrypt"]
+    assert statements["ReadPromotedArtifacts"]["Resource"] == [dev_key]
+    assert "ReadPromotedArtifacts" not in _statements(_role_policy(plan_of()))
+
+
 def test_execution_role_may_describe_only_the_rollback_alarms(plan: Plan) -> None:
     statement = _statements(_role_policy(plan))["ReadRollbackAlarms"]
     assert statement["Action"] == ["cloudwatch:DescribeAlarms"]
