@@ -30,6 +30,18 @@ IMAGE = "docker-build:index:Image"
 PREBUILT = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-serving@sha256:" + "c" * 64
 
 
+@pytest.fixture(autouse=True)
+def _fresh_root_stack() -> None:
+    """Each run gets its own root stack, so exports of one test never show up in another's plan.
+
+    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
+    not reset it yet; until it does, reset it here.
+    """
+    from pulumi.runtime import settings as runtime_settings
+
+    runtime_settings.ROOT.set(None)
+
+
 @pytest.fixture
 def context(tmp_path: Path) -> Path:
     """A small build context: a Dockerfile copying one folder and one file, plus unrelated files."""

@@ -34,6 +34,18 @@ DEV_OUTPUTS = {
 OUTPUT_NAMES = {MODEL_DATA_URI, BASELINE_STATISTICS_URI, BASELINE_CONSTRAINTS_URI, SERVING_IMAGE}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_root_stack() -> None:
+    """Each run gets its own root stack, so exports of one test never show up in another's plan.
+
+    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
+    not reset it yet; until it does, reset it here.
+    """
+    from pulumi.runtime import settings as runtime_settings
+
+    runtime_settings.ROOT.set(None)
+
+
 def _run(
     source: ModelSourceSettings, stack_outputs: dict[str, dict[str, Any]] | None = None, stack: str = "prod"
 ) -> Plan:

@@ -40,6 +40,18 @@ STAR_RESOURCE_ACTIONS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_root_stack() -> None:
+    """Each run gets its own root stack, so exports of one test never show up in another's plan.
+
+    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
+    not reset it yet; until it does, reset it here.
+    """
+    from pulumi.runtime import settings as runtime_settings
+
+    runtime_settings.ROOT.set(None)
+
+
 def _args(**changes: Any) -> ModelTrainingArgs:
     args: dict[str, Any] = {
         "image_ref": IMAGE,
