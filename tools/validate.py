@@ -1,0 +1,794 @@
+"""Prove a plan against AWS's own API models, offline: every input of every AWS resource, and every IAM policy.
+
+`python -m tools.validate build/plan/dev.json` (exit 1 on violations) or `validate_plan(plan)` from code.
+Each resource's inputs are mapped by `tools.aws_models` onto the request of the API call the provider makes,
+and checked against botocore's model of that call: required members, types, enums, numeric ranges, lengths
+and patterns, plus the few documented rules the models lack. IAM policy documents (trust, identity, resource
+and key policies) are audited with parliament: unknown actions, actions whose resources cannot match, malformed
+elements, and wildcards outside `IAM_ALLOWLIST`.
+
+Values unknown until deployment (names, ARNs and ids other resources compute, the account id, other stacks'
+outputs) are the mock runtime's fills in an offline plan. They are found by replaying `tools.mocks` over the
+plan, checked for shape only (type, pattern, ARN structure), and counted apart from values the config fixes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import re
+import sys
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from botocore.model import Shape, StructureShape
+
+from tools.aws_models import (
+    MAPPINGS,
+    SHAPE_RULES,
+    ResourceMapping,
+    compile_pattern,
+    descend,
+    enum_values,
+    input_shape,
+    is_ignored,
+    item_shape,
+    list_member,
+    map_key,
+    map_value,
+    members,
+    metadata,
+    pair_members,
+    required_members,
+    resolve_child,
+)
+
+# --- IAM -------------------------------------------------------------------------------------------------------
+
+# Actions a policy may grant on Resource "*", each with the reason. Everything else must name its resources.
+IAM_ALLOWLIST: dict[str, str] = {
+    "ecr:GetAuthorizationToken": "returns a registry login token; IAM defines no resource for it",
+    "cloudwatch:PutMetricData": "metrics are not resources; IAM only scopes it with the cloudwatch:namespace condition",
+    "sagemaker:ListTrainingJobs": "list calls have no resource-level permissions",
+    "sagemaker:ListEndpoints": "list calls have no resource-level permissions",
+    "sagemaker:ListModels": "list calls have no resource-level permissions",
+    "logs:DescribeLogGroups": "lists every log group of the account; no resource-level permissions",
+    "cloudwatch:GetMetricData": "reads metrics, which are not resources; no resource-level permissions",
+    "cloudwatch:ListMetrics": "list calls have no resource-level permissions",
+    "ecr:BatchCheckLayerAvailability": "SageMaker pulls of AWS-owned images; scoped by repository where ours",
+}
+# Finding types that do not apply to a kind of document, each with the reason.
+IAM_IGNORED_FINDINGS: dict[tuple[str, str], str] = {
+    ("trust", "MALFORMED"): "a trust policy has no Resource: the role it belongs to is the resource",
+    ("key", "RESOURCE_STAR"): "in a key policy Resource '*' means the key the policy is attached to",
+    ("resource", "RESOURCE_STAR"): "handled by the wildcard audit, which knows Deny statements only narrow access",
+}
+_KEY_POLICY_ADMIN = "kms:*"  # the key policy AWS itself writes by default grants kms:* to the account root
+
+
+@cache
+def _parliament() -> Any:
+    """parliament, imported once. Its 1.6.4 reads two data files through `pkg_resources`, which setuptools no
+    longer ships by default; a stand-in with the one function it uses keeps setuptools out of our dependencies.
+    """
+    if "pkg_resources" not in sys.modules:
+        try:
+            import pkg_resources  # type: ignore[import-not-found]  # noqa: F401
+        except ImportError:
+            shim = types.ModuleType("pkg_resources")
+            shim.resource_filename = lambda package, name: str(importlib.resources.files(package) / name)  # type: ignore[attr-defined]
+            sys.modules["pkg_resources"] = shim
+    import parliament
+
+    return parliament
+
+
+def _privileges(action: str) -> list[dict[str, Any]] | None:
+    """IAM's definition of each action `action` expands to, or None for an unknown action or prefix."""
+    parliament = _parliament()
+    try:
+        expanded = parliament.expand_action(action)
+    except Exception:
+        return None
+    found: list[dict[str, Any]] = []
+    for item in expanded:
+        for service in parliament.iam_definition:
+            if service["prefix"] != item["service"]:
+                continue
+            for privilege in service["privileges"]:
+                if privilege["privilege"] == item["action"]:
+                    found.append({"action": f"{item['service']}:{item['action']}", **privilege})
+    return found
+
+
+def _supports_resources(privilege: Mapping[str, Any]) -> bool:
+    return any(rt.get("resource_type") for rt in privilege.get("resource_types", []))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str, Any, str]]:
+    """Problems in one IAM policy document of `kind` (identity, trust, resource, key): (where, value, what is wrong).
+
+    parliament's findings, less those that do not apply to the kind (IAM_IGNORED_FINDINGS), plus a wildcard audit:
+    an Allow may not use a wildcard action, nor Resource "*" for an action that IAM lets you scope to resources,
+    outside IAM_ALLOWLIST.
+    """
+    text = document if isinstance(document, str) else json.dumps(document)
+    problems: list[tuple[str, Any, str]] = []
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [("", text[:80], f"a JSON policy document ({exc.msg} at character {exc.pos})")]
+    policy = _parliament().analyze_policy_string(text)
+    for finding in policy.findings:
+        if (kind, finding.issue) in IAM_IGNORED_FINDINGS:
+            continue
+        where = finding.location.get("string", "") if isinstance(finding.location, dict) else ""
+        problems.append((f"IAM {finding.issue}", where or finding.detail, _finding_text(finding)))
+    statements = _as_list(parsed.get("Statement", [])) if isinstance(parsed, dict) else []
+    for index, statement in enumerate(statements):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow" or kind == "trust":
+            continue
+        where = f"Statement[{index}]" + (f" ({statement['Sid']})" if statement.get("Sid") else "")
+        actions = [str(a) for a in _as_list(statement.get("Action", []))]
+        if "NotAction" in statement:
+            problems.append(
+                (
+                    f"{where}.NotAction",
+                    statement["NotAction"],
+                    "an explicit Action list (NotAction allows everything else)",
+                )
+            )
+        if "NotResource" in statement:
+            problems.append((f"{where}.NotResource", statement["NotResource"], "an explicit Resource list"))
+        for action in actions:
+            if "*" in action and not (kind == "key" and action == _KEY_POLICY_ADMIN):
+                problems.append((f"{where}.Action", action, "named actions, not a wildcard"))
+        if "*" in [str(r) for r in _as_list(statement.get("Resource", []))] and kind != "key":
+            for action in actions:
+                if "*" in action or action in IAM_ALLOWLIST:
+                    continue
+                privileges = _privileges(action)
+                if privileges and any(_supports_resources(p) for p in privileges):
+                    problems.append(
+                        (
+                            f"{where}.Resource",
+                            "*",
+                            f"the resources {action} acts on (IAM supports resource-level permissions for it); "
+                            "Resource '*' is allowed only for the actions in tools.validate.IAM_ALLOWLIST",
+                        )
+                    )
+                elif privileges:
+                    problems.append(
+                        (
+                            f"{where}.Resource",
+                            "*",
+                            f"an IAM_ALLOWLIST entry with the reason for {action}, which IAM defines without "
+                            "resources (so '*' is its only form), before granting it",
+                        )
+                    )
+    return problems
+
+
+def _finding_text(finding: Any) -> str:
+    detail = finding.detail
+    if finding.issue == "RESOURCE_MISMATCH" and isinstance(detail, list):
+        wanted = "; ".join(f"{d.get('action')} needs {d.get('required_format')}" for d in detail if isinstance(d, dict))
+        return f"a Resource each action can act on ({wanted})"
+    if finding.issue in ("UNKNOWN_ACTION", "UNKNOWN_PREFIX"):
+        return "an action IAM defines (service:Action, spelled as in the Service Authorization Reference)"
+    if finding.issue == "RESOURCE_STAR":
+        return "named resources instead of '*'"
+    return f"no {finding.issue} finding ({detail})"
+
+
+# --- other JSON documents ----------------------------------------------------------------------------------------
+
+
+def _ecr_lifecycle(document: Any) -> list[tuple[str, Any, str]]:
+    """ECR lifecycle policy rules, as ECR's PutLifecyclePolicy documentation states them."""
+    problems: list[tuple[str, Any, str]] = []
+    rules = document.get("rules") if isinstance(document, dict) else None
+    if not isinstance(rules, list) or not rules:
+        return [("rules", rules, "a non-empty list of rules")]
+    priorities: list[Any] = []
+    for i, rule in enumerate(rules):
+        at = f"rules[{i}]"
+        if not isinstance(rule, dict):
+            problems.append((at, rule, "an object"))
+            continue
+        priority = rule.get("rulePriority")
+        priorities.append(priority)
+        if not isinstance(priority, int) or isinstance(priority, bool) or priority < 1:
+            problems.append((f"{at}.rulePriority", priority, "an integer of at least 1"))
+        selection = rule.get("selection") or {}
+        status = selection.get("tagStatus")
+        if status not in ("tagged", "untagged", "any"):
+            problems.append((f"{at}.selection.tagStatus", status, "one of tagged, untagged, any"))
+        if status == "tagged" and not (selection.get("tagPrefixList") or selection.get("tagPatternList")):
+            problems.append(
+                (f"{at}.selection.tagPrefixList", None, "tagPrefixList or tagPatternList when tagStatus is tagged")
+            )
+        count_type = selection.get("countType")
+        if count_type not in ("imageCountMoreThan", "sinceImagePushed"):
+            problems.append((f"{at}.selection.countType", count_type, "one of imageCountMoreThan, sinceImagePushed"))
+        number = selection.get("countNumber")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            problems.append((f"{at}.selection.countNumber", number, "an integer of at least 1"))
+        if count_type == "sinceImagePushed" and selection.get("countUnit") != "days":
+            problems.append((f"{at}.selection.countUnit", selection.get("countUnit"), "days (with sinceImagePushed)"))
+        if (rule.get("action") or {}).get("type") not in ("expire", "transition"):
+            problems.append((f"{at}.action.type", (rule.get("action") or {}).get("type"), "expire or transition"))
+    if len(set(map(str, priorities))) != len(priorities):
+        problems.append(("rules[].rulePriority", priorities, "a different priority for every rule"))
+    return problems
+
+
+def _cloudwatch_dashboard(document: Any) -> list[tuple[str, Any, str]]:
+    """A dashboard body: an object whose `widgets` list holds objects with a known `type`."""
+    widgets = document.get("widgets") if isinstance(document, dict) else None
+    if not isinstance(widgets, list):
+        return [("widgets", widgets, "a list of widgets")]
+    kinds = ("metric", "text", "log", "alarm", "explorer", "custom")
+    return [
+        (f"widgets[{i}].type", w.get("type") if isinstance(w, dict) else w, "one of " + ", ".join(kinds))
+        for i, w in enumerate(widgets)
+        if not isinstance(w, dict) or w.get("type") not in kinds
+    ]
+
+
+DOCUMENT_CHECKS = {"ecr-lifecycle": _ecr_lifecycle, "cloudwatch-dashboard": _cloudwatch_dashboard}
+
+# --- ARNs --------------------------------------------------------------------------------------------------------
+
+_ARN = re.compile(
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):(?P<service>[a-z0-9-]+):"
+    r"(?P<region>(?:[a-z]{2}(?:-[a-z]+)+-\d)?):(?P<account>(?:\d{12}|aws)?):(?P<resource>.+)"
+)
+# Resource parts of the ARNs this program uses; other services' ARNs get the structural check only.
+_ARN_RESOURCE = {
+    "iam": re.compile(r"(root|(role|policy|user|group|instance-profile|oidc-provider|saml-provider)(/[\w+=,.@/-]+))"),
+    "kms": re.compile(r"(key/[0-9a-f-]{36}|key/mrk-[0-9a-f]{32}|alias/[\w/-]+)"),
+    "s3": re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"),
+    "sns": re.compile(r"[\w-]{1,256}(\.fifo)?"),
+    "sagemaker": re.compile(r"[a-z-]+/[\w.-]+(/[\w.-]+)*"),
+    "ecr": re.compile(r"repository/[a-z0-9][a-z0-9._/-]*"),
+}
+
+
+def arn_problem(value: str) -> str | None:
+    """What a malformed ARN needs, or None when `value` has the shape of an ARN of its service."""
+    found = _ARN.fullmatch(value)
+    if found is None:
+        return "an ARN: arn:PARTITION:SERVICE:REGION:ACCOUNT(12 digits):RESOURCE"
+    service, resource = found.group("service"), found.group("resource")
+    pattern = _ARN_RESOURCE.get(service)
+    if service == "s3" and (found.group("region") or found.group("account")):
+        return "an S3 bucket ARN without region or account: arn:aws:s3:::BUCKET[/KEY]"
+    if service in ("iam",) and found.group("region"):
+        return "an IAM ARN without region: arn:aws:iam::ACCOUNT:role/NAME"
+    if pattern is not None and pattern.fullmatch(resource) is None:
+        return f"an {service} ARN whose resource part matches {pattern.pattern}"
+    return None
+
+
+# --- deploy-time values ----------------------------------------------------------------------------------------
+
+
+def deploy_time_values(resources: Iterable[Mapping[str, Any]], region: str) -> set[str]:
+    """Every value the plan holds only because the mock runtime made it up: what AWS or Pulumi fills at deployment.
+
+    Replays `tools.mocks.PlatformMocks` over the plan's resources (outputs that are not inputs), its invokes
+    (the account id, ECR credentials) and other stacks' example outputs.
+    """
+    from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
+
+    from tools.example_outputs import example_stack_outputs
+    from tools.mocks import MOCK_ACCOUNT_ID, PlatformMocks
+
+    mocks = PlatformMocks(region=region, stack_outputs=example_stack_outputs())
+    found: set[str] = {MOCK_ACCOUNT_ID}
+    for r in resources:
+        if r["type"].startswith("pulumi:providers:") or not r.get("custom", True):
+            continue
+        inputs = dict(r.get("inputs") or {})
+        _, state = mocks.new_resource(MockResourceArgs(r["type"], r["name"], inputs, custom=True))
+        given = {json.dumps(v, sort_keys=True) for v in inputs.values()}
+        for key, value in state.items():
+            if key in ("region", "tagsAll") or json.dumps(value, sort_keys=True) in given:
+                continue
+            if isinstance(value, str):
+                found.add(value)
+            elif isinstance(value, dict):
+                found.update(v for v in value.values() if isinstance(v, str))
+    for token, args in (
+        ("aws:index/getCallerIdentity:getCallerIdentity", {}),
+        ("aws:ecr/getAuthorizationToken:getAuthorizationToken", {}),
+        ("aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage", {}),
+    ):
+        answer, _ = mocks.call(MockCallArgs(token, args, ""))
+        found.update(v for k, v in answer.items() if isinstance(v, str) and k not in ("region", "id"))
+    for outputs in example_stack_outputs().values():
+        found.update(v for v in outputs.values() if isinstance(v, str))
+    return {v for v in found if len(v) >= 8 and v != region}
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One input AWS would refuse (or a policy problem), with everything needed to find and fix it."""
+
+    stack: str
+    type: str
+    name: str
+    path: str
+    value: Any
+    allowed: str
+    source: str
+
+    def __str__(self) -> str:
+        shown = self.value if not isinstance(self.value, str) or len(self.value) <= 120 else self.value[:117] + "..."
+        return (
+            f"{self.stack}: {self.type} {self.name}: {self.path} = {json.dumps(shown, default=str)}; "
+            f"allowed: {self.allowed} [{self.source}]"
+        )
+
+
+@dataclass
+class TypeCoverage:
+    """What was checked of one resource type: leaf values by how far they could be checked."""
+
+    resources: int = 0
+    checked: int = 0  # known values checked against the model (and rules)
+    deploy_checked: int = 0  # values unknown until deployment, shape-checked (type, pattern, ARN)
+    deploy_skipped: int = 0  # values unknown until deployment with no shape to check
+    not_sent: int = 0  # inputs the provider keeps to itself (explicitly ignored, with a reason)
+    unmapped: int = 0  # inputs with no AWS member: a gap in tools.aws_models
+    policies: int = 0  # IAM policy documents audited
+
+    @property
+    def fields(self) -> int:
+        return self.checked + self.deploy_checked + self.deploy_skipped + self.not_sent + self.unmapped
+
+
+@dataclass
+class Report:
+    stack: str
+    violations: list[Violation] = field(default_factory=list)
+    coverage: dict[str, TypeCoverage] = field(default_factory=dict)
+    uncovered_types: dict[str, int] = field(default_factory=dict)  # AWS types with no mapping -> resource count
+    non_aws: int = 0  # components, providers, pulumi:* resources
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def total(self) -> TypeCoverage:
+        t = TypeCoverage()
+        for c in self.coverage.values():
+            for name in vars(t):
+                setattr(t, name, getattr(t, name) + getattr(c, name))
+        return t
+
+    def coverage_line(self) -> str:
+        t = self.total()
+        types_total = len(self.coverage) + len(self.uncovered_types)
+        line = (
+            f"validate {self.stack}: {len(self.violations)} violation(s); {len(self.coverage)}/{types_total} AWS "
+            f"types covered, {t.resources} resources; fields: {t.checked} checked, {t.deploy_checked} deploy-time "
+            f"shape-checked, {t.deploy_skipped} deploy-time skipped, {t.not_sent} not sent to AWS, "
+            f"{t.unmapped} unmapped; {t.policies} IAM policies audited"
+        )
+        if self.uncovered_types:
+            line += "; NOT COVERED: " + ", ".join(sorted(self.uncovered_types))
+        return line
+
+    def coverage_table(self) -> str:
+        columns = ("res", "checked", "deploy+", "deploy-", "notsent", "unmap", "iam")
+        rows = [f"  {'type':70s} " + " ".join(f"{c:>7s}" for c in columns)]
+        for typ, c in sorted(self.coverage.items()):
+            values = (c.resources, c.checked, c.deploy_checked, c.deploy_skipped, c.not_sent, c.unmapped, c.policies)
+            rows.append(f"  {typ:70s} " + " ".join(f"{v:7d}" for v in values))
+        for typ, n in sorted(self.uncovered_types.items()):
+            rows.append(f"  {typ:70s} {n:7d}  no mapping in tools/aws_models.py")
+        return "\n".join(rows)
+
+
+# --- the walk --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Resource:
+    """One resource being validated: where messages go and what counts."""
+
+    report: Report
+    type: str
+    name: str
+    mapping: ResourceMapping
+    unknowns: set[str]
+    counts: TypeCoverage
+
+    def fail(self, path: str, value: Any, allowed: str, source: str) -> None:
+        self.report.violations.append(Violation(self.report.stack, self.type, self.name, path, value, allowed, source))
+
+    def deploy_time(self, value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        return value in self.unknowns or any(u in value for u in self.unknowns)
+
+    def source(self, aws: str) -> str:
+        """`sagemaker CreateEndpoint.DeploymentConfig...`: the API request member a value was checked against."""
+        return f"{self.mapping.service} {aws}"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _leaves(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(_leaves(v) for v in value.values()) or 1
+    if isinstance(value, list):
+        return sum(_leaves(v) for v in value) or 1
+    return 1
+
+
+def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, path: str, ppath: str, aws: str) -> None:
+    present: set[str] = set()
+    for key, child in value.items():
+        full = _join(ppath, key)
+        shown = _join(path, key)
+        if child is None:
+            continue
+        if is_ignored(res.mapping, full) is not None:
+            res.counts.not_sent += _leaves(child)
+            continue
+        if res.mapping.tags and full == res.mapping.tags[0]:
+            _check_tags(res, child, shown)
+            continue
+        target = resolve_child(res.mapping, shape, ppath, key)
+        if target is None:
+            if full in res.mapping.rules:
+                _check_rule(res, full, shown, child)
+                res.counts.checked += 1
+            else:
+                res.counts.unmapped += _leaves(child)
+            continue
+        if not target.redirected:
+            present.add(target.member.split(".")[0])
+        where = target.member.replace(":", ".") if target.redirected else _join(aws, target.member)
+        _check_value(res, child, target.shape, shown, full, where)
+    struct = item_shape(shape)
+    if isinstance(struct, StructureShape):
+        for required in required_members(struct):
+            # `provided` names members from the operation's request root, without list indices.
+            relative = _join(_strip_indices(aws.partition(".")[2]), required)
+            if required in present or relative in res.mapping.provided:
+                continue
+            res.fail(
+                _join(path, _pulumi_name(required)), None, f"{required} is required", res.source(_join(aws, required))
+            )
+
+
+def _strip_indices(path: str) -> str:
+    return re.sub(r"\[\d+\]", "", path)
+
+
+def _pulumi_name(member: str) -> str:
+    return member[:1].lower() + member[1:]
+
+
+def _check_value(
+    res: _Resource, value: Any, shape: Shape, path: str, ppath: str, aws: str, coerce: bool = False
+) -> None:
+    source = res.source(aws)
+    kind = shape.type_name
+    pairs = pair_members(shape)
+    if isinstance(value, dict) and pairs is not None:
+        # A Pulumi map that AWS takes as [{Key|Name: k, Value: v}]
+        key_member, value_member = pairs
+        inner = item_shape(shape)
+        assert isinstance(inner, StructureShape)
+        _check_count(res, len(value), shape, path, value, source)
+        for k, v in value.items():
+            _check_value(res, k, members(inner)[key_member], f"{path} (key {k!r})", ppath, f"{aws}.{key_member}")
+            _check_value(
+                res, v, members(inner)[value_member], f"{path}.{k}", ppath, f"{aws}.{value_member}", coerce=True
+            )
+        return
+    if kind == "structure":
+        if isinstance(value, list):
+            if len(value) > 1:
+                res.fail(path, value, f"one {aws.rsplit('.', 1)[-1]} block", source)
+                return
+            if not value:
+                return
+            value, path, ppath = value[0], f"{path}[0]", ppath + "[]"
+        if not isinstance(value, dict):
+            res.fail(path, value, f"an object ({aws})", source)
+            return
+        _check_structure(res, value, shape, path, ppath, aws)
+        return
+    if kind == "list":
+        member = list_member(shape)
+        if not isinstance(value, list):
+            # Pulumi sends one block where AWS takes a list of them (an S3 ownership `rule`).
+            _check_value(res, value, member, path, ppath, f"{aws}[0]", coerce)
+            return
+        _check_count(res, len(value), shape, path, value, source)
+        for i, item in enumerate(value):
+            _check_value(res, item, member, f"{path}[{i}]", ppath + "[]", f"{aws}[{i}]", coerce)
+        return
+    if kind == "map":
+        if not isinstance(value, dict):
+            # A Pulumi input sent as one map entry (SNS topic attributes): check it against the value shape.
+            _check_value(res, value, map_value(shape), path, ppath, aws, coerce=True)
+            return
+        _check_count(res, len(value), shape, path, value, source)
+        for k, v in value.items():
+            _check_value(res, k, map_key(shape), f"{path} (key {k!r})", ppath, f"{aws} key")
+            _check_value(res, v, map_value(shape), f"{path}.{k}", ppath + "{}", f"{aws}.{k}", coerce=True)
+        return
+    _check_scalar(res, value, shape, path, ppath, source, coerce)
+
+
+def _check_count(res: _Resource, n: int, shape: Shape, path: str, value: Any, source: str) -> None:
+    lo, hi = metadata(shape).get("min"), metadata(shape).get("max")
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        res.fail(path, value, f"{_range(lo, hi)} entries (has {n})", source)
+
+
+def _range(lo: Any, hi: Any) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi}"
+    return f"at least {lo}" if lo is not None else f"at most {hi}"
+
+
+def _check_scalar(res: _Resource, value: Any, shape: Shape, path: str, ppath: str, source: str, coerce: bool) -> None:
+    kind = shape.type_name
+    meta = metadata(shape)
+    policy_kind = res.mapping.policies.get(ppath)
+    document_kind = res.mapping.documents.get(ppath)
+    # A document written by the program stays the program's, even where it quotes a generated ARN.
+    unknown = res.deploy_time(value) and policy_kind is None and document_kind is None
+    if (policy_kind is not None or document_kind is not None) and isinstance(value, dict | list):
+        value = json.dumps(value)
+    if kind in ("string", "blob", "timestamp"):
+        if coerce and isinstance(value, bool | int | float):
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+        if not isinstance(value, str) and not (kind == "timestamp" and isinstance(value, int | float)):
+            res.fail(path, value, f"a string ({source.rsplit(' ', 1)[-1]} is a {kind})", source)
+            return
+        if isinstance(value, str):
+            shaped = _check_string(res, value, shape, path, source, unknown)
+            if unknown:
+                if shaped:
+                    res.counts.deploy_checked += 1
+                else:
+                    res.counts.deploy_skipped += 1
+            else:
+                res.counts.checked += 1
+                _check_rule(res, ppath, path, value)
+            if policy_kind is not None:
+                _audit(res, value, policy_kind, path)
+            if document_kind is not None:
+                _document(res, value, document_kind, path)
+        return
+    if kind in ("integer", "long", "float", "double"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            res.fail(path, value, f"a number ({kind})", source)
+            return
+        if kind in ("integer", "long") and not float(value).is_integer():
+            res.fail(path, value, "a whole number", source)
+            return
+        lo, hi = meta.get("min"), meta.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            res.fail(path, value, _range(lo, hi), source)
+        res.counts.checked += 1
+        _check_rule(res, ppath, path, value)
+        return
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            res.fail(path, value, "true or false", source)
+        res.counts.checked += 1
+        return
+    res.counts.unmapped += 1
+
+
+def _check_string(res: _Resource, value: str, shape: Shape, path: str, source: str, unknown: bool) -> bool:
+    """Check a string; for values unknown until deployment only their shape. True when a shape check applied."""
+    meta = metadata(shape)
+    shaped = False
+    enum = enum_values(shape)
+    if enum and not unknown and value not in enum:
+        res.fail(path, value, "one of " + ", ".join(enum), source)
+    lo, hi = meta.get("min"), meta.get("max")
+    if not unknown and ((lo is not None and len(value) < lo) or (hi is not None and len(value) > hi)):
+        res.fail(path, value, f"{_range(lo, hi)} characters (has {len(value)})", source)
+    pattern = meta.get("pattern")
+    if pattern is not None:
+        compiled = compile_pattern(pattern)
+        if compiled is not None:
+            shaped = True
+            if compiled.regex.fullmatch(value) is None:
+                res.fail(path, value, f"a value matching {pattern}", source)
+    if value.startswith("arn:") or re.search(r"(Arn|ARN)$", source.rsplit(".", 1)[-1].split("[", 1)[0]):
+        shaped = True
+        problem = arn_problem(value)
+        if problem is not None:
+            res.fail(path, value, problem, source)
+    rule = SHAPE_RULES.get((str(res.mapping.service), shape.name))
+    if rule is not None:
+        shaped = True
+        if not rule.check(value) and not (value.startswith("arn:") and arn_problem(value)):
+            res.fail(path, value, rule.allowed, rule.source)
+    return shaped
+
+
+def _check_rule(res: _Resource, ppath: str, path: str, value: Any) -> None:
+    rule = res.mapping.rules.get(ppath)
+    if rule is not None and not res.deploy_time(value) and not rule.check(value):
+        res.fail(path, value, rule.allowed, rule.source)
+
+
+def _check_tags(res: _Resource, tags: Any, path: str) -> None:
+    assert res.mapping.tags is not None and res.mapping.service is not None and res.mapping.operation is not None
+    target = res.mapping.tags[1]
+    op, member = target.split(":", 1) if ":" in target else (res.mapping.operation, target)
+    shape = descend(input_shape(res.mapping.service, op), member)
+    if shape is None or not isinstance(tags, dict):
+        res.counts.unmapped += _leaves(tags)
+        return
+    _check_value(res, tags, shape, path, res.mapping.tags[0], f"{op}.{member}")
+
+
+def _audit(res: _Resource, document: str, kind: str, path: str) -> None:
+    res.counts.policies += 1
+    for where, value, allowed in audit_policy(document, kind):
+        res.fail(f"{path} {where}".strip(), value, allowed, f"parliament, {kind} policy")
+
+
+def _document(res: _Resource, text: str, kind: str, path: str) -> None:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        res.fail(path, text[:80], f"a JSON document ({exc.msg})", kind)
+        return
+    for where, value, allowed in DOCUMENT_CHECKS[kind](parsed):
+        res.fail(f"{path} {where}", value, allowed, kind)
+
+
+# --- docker-build ----------------------------------------------------------------------------------------------
+
+_DOCKER_REF = re.compile(
+    r"(?P<name>(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
+)
+_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
+
+
+def _check_image(res: _Resource, inputs: Mapping[str, Any]) -> None:
+    from pulumi_docker_build import Platform
+
+    platforms = {p.value for p in Platform}
+    ecr_tag = descend(input_shape("ecr", "PutImage"), "imageTag")
+    for key, value in inputs.items():
+        if key == "platforms" and isinstance(value, list):
+            for i, p in enumerate(value):
+                res.counts.checked += 1
+                if p not in platforms:
+                    res.fail(
+                        f"platforms[{i}]",
+                        p,
+                        "a docker-build Platform (e.g. linux/amd64, linux/arm64)",
+                        "pulumi_docker_build.Platform",
+                    )
+        elif key == "tags" and isinstance(value, list):
+            for i, ref in enumerate(value):
+                unknown = res.deploy_time(ref)
+                if unknown:
+                    res.counts.deploy_checked += 1
+                else:
+                    res.counts.checked += 1
+                found = _DOCKER_REF.fullmatch(ref) if isinstance(ref, str) else None
+                if found is None:
+                    res.fail(
+                        f"tags[{i}]",
+                        ref,
+                        "an image reference REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]",
+                        "docker reference grammar",
+                    )
+                    continue
+                tag = found.group("tag")
+                if tag and _ECR_HOST.match(ref) and ecr_tag is not None:
+                    hi = metadata(ecr_tag).get("max", 300)
+                    if len(tag) > hi:
+                        res.fail(
+                            f"tags[{i}]", ref, f"an ECR image tag of at most {hi} characters", "ecr PutImage imageTag"
+                        )
+        else:
+            res.counts.not_sent += _leaves(value)
+
+
+# --- entry points ------------------------------------------------------------------------------------------------
+
+
+def _is_aws(resource: Mapping[str, Any]) -> bool:
+    typ = str(resource["type"])
+    if not resource.get("custom", True) or typ.startswith(("pulumi:", "mlplatform:")):
+        return False
+    return typ.startswith(("aws:", "docker-build:"))
+
+
+def validate_plan(plan: Any) -> Report:
+    """Validate a plan: a `tools.plan.Plan`, its `as_json()` dict, or a path to a plan file."""
+    if isinstance(plan, str | Path):
+        plan = json.loads(Path(plan).read_text())
+    data: Mapping[str, Any] = plan.as_json() if hasattr(plan, "as_json") else plan
+    stack = str(data.get("stack", "?"))
+    resources: list[Mapping[str, Any]] = list(data.get("resources", []))
+    region = str((data.get("outputs") or {}).get("region") or _provider_region(resources) or "us-east-1")
+    report = Report(stack)
+    unknowns = deploy_time_values(resources, region)
+    for r in resources:
+        if not _is_aws(r):
+            report.non_aws += 1
+            continue
+        typ = str(r["type"])
+        mapping = MAPPINGS.get(typ)
+        if mapping is None:
+            report.uncovered_types[typ] = report.uncovered_types.get(typ, 0) + 1
+            continue
+        counts = report.coverage.setdefault(typ, TypeCoverage())
+        counts.resources += 1
+        res = _Resource(report, typ, str(r["name"]), mapping, unknowns, counts)
+        inputs = dict(r.get("inputs") or {})
+        if mapping.service is None or mapping.operation is None:
+            _check_image(res, inputs)
+            continue
+        _check_structure(res, inputs, input_shape(mapping.service, mapping.operation), "", "", mapping.operation)
+    return report
+
+
+def _provider_region(resources: Iterable[Mapping[str, Any]]) -> str | None:
+    for r in resources:
+        if str(r["type"]).startswith("pulumi:providers:aws"):
+            return (r.get("inputs") or {}).get("region")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plans", nargs="+", type=Path, help="plan files written by `python -m tools.plan`")
+    parser.add_argument("--table", action="store_true", help="print coverage per resource type")
+    parser.add_argument("--strict-coverage", action="store_true", help="also fail when an AWS type has no mapping")
+    args = parser.parse_args(argv)
+    failed = False
+    for path in args.plans:
+        if not path.exists():
+            print(
+                f"validate: no plan file {path}; write one with `python -m tools.plan --stack <stack>`", file=sys.stderr
+            )
+            return 2
+        report = validate_plan(path)
+        for v in report.violations:
+            print(v, file=sys.stderr)
+        print(report.coverage_line())
+        if args.table:
+            print(report.coverage_table())
+        failed = failed or not report.ok or (args.strict_coverage and bool(report.uncovered_types))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
