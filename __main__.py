@@ -4,6 +4,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import outputs
+from components.policy_context import PolicyContext
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
 
@@ -25,6 +26,16 @@ provider = aws.Provider(
     },
 )
 opts = pulumi.ResourceOptions(providers=[provider])
+
+# The policy pack (policy/) reads the environment, allowed GPU types and written exceptions from here.
+PolicyContext(
+    f"{name}-policy",
+    {
+        "environment": settings.project.environment,
+        "allowed_gpu_instance_types": settings.policy.allowed_gpu_instance_types,
+        "exceptions": settings.policy.exceptions,
+    },
+)
 
 store = ArtifactStore(
     name,

@@ -403,6 +403,30 @@ class MonitoringSettings(_Section):
         return self
 
 
+class PolicySettings(_Section):
+    """Inputs of the policy pack (policy/): allowed GPU types and written exceptions to its rules."""
+
+    prefix: ClassVar[str] = "policy"
+
+    allowed_gpu_instance_types: list[str] = Field(
+        default_factory=lambda: ["ml.g5.xlarge", "ml.g5.2xlarge", "ml.g6.xlarge", "ml.g4dn.xlarge"]
+    )
+    """GPU instance types this stack may use for training or serving (policy `gpu-instance-allowlist`)."""
+    exceptions: dict[str, str] = Field(default_factory=dict)
+    """Policy rules waived for this stack, as a JSON map of rule name to the written reason."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> PolicySettings:
+        for instance_type in self.allowed_gpu_instance_types:
+            _instance_type(instance_type)
+        blank = [rule for rule, reason in self.exceptions.items() if len(reason.strip()) < 10]
+        if blank:
+            raise ValueError(
+                f"mlplatform:policyExceptions needs a written reason (10+ characters) for {', '.join(blank)}"
+            )
+        return self
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "project": ProjectSettings,
     "storage": StorageSettings,
@@ -415,6 +439,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "autoscaling": AutoscalingSettings,
     "alarms": AlarmSettings,
     "monitoring": MonitoringSettings,
+    "policy": PolicySettings,
 }
 
 
@@ -435,6 +460,7 @@ class StackSettings(BaseModel):
     autoscaling: AutoscalingSettings
     alarms: AlarmSettings
     monitoring: MonitoringSettings
+    policy: PolicySettings
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> StackSettings:
