@@ -143,17 +143,18 @@ def content_hash(context: Path, dockerfile: str, extra_paths: Sequence[str] = ()
 
     Deterministic across machines: files are visited in sorted order of their path relative to `context`;
     each contributes its path, whether it is executable, and its bytes (a symlink contributes its target).
-    Bytecode and tool caches are left out. A `<Dockerfile>.dockerignore` beside the Dockerfile is hashed too,
-    since it changes what the build sees.
+    Bytecode and tool caches are left out. `<Dockerfile>.dockerignore` and the context's `.dockerignore` are
+    hashed too, since they change what the build sees.
     """
     context = context.resolve()
     dockerfile_path = context / dockerfile
     if not dockerfile_path.is_file():
         raise ImageBuildError(f"no Dockerfile at {dockerfile!r} under the build context {context}")
     files: set[Path] = {dockerfile_path}
-    ignore_file = dockerfile_path.with_name(dockerfile_path.name + ".dockerignore")
-    if ignore_file.is_file():
-        files.add(ignore_file)
+    # Ignore files decide what the build sees: the Dockerfile's own one, else the context's .dockerignore.
+    for ignore_file in (dockerfile_path.with_name(dockerfile_path.name + ".dockerignore"), context / ".dockerignore"):
+        if ignore_file.is_file():
+            files.add(ignore_file)
     for source in [*dockerfile_sources(dockerfile_path), *extra_paths]:
         files.update(_expand(context, source, dockerfile_path))
     digest = hashlib.sha256()

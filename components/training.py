@@ -18,10 +18,8 @@ import pulumi_aws as aws
 
 from components.settings import has_local_nvme
 
-try:  # the training container's own metric regexes: one source for the log format and the job's metrics
-    from training.metrics import METRIC_DEFINITIONS
-except ImportError:  # pragma: no cover - the training package ships with this repo
-    METRIC_DEFINITIONS = []
+# The training container's own metric regexes (torch-free module): one source for the log format and the job.
+from training.metrics import METRIC_DEFINITIONS
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 """Where the container writes checkpoints; SageMaker syncs it with the checkpoint S3 prefix (spot restarts)."""

@@ -134,8 +134,17 @@ def test_content_hash_is_stable_for_an_unchanged_tree(context: Path) -> None:
         lambda c: (c / "Dockerfile").write_text((c / "Dockerfile").read_text() + "ENV A=1\n"),
         lambda c: os.chmod(c / "app" / "main.py", 0o755),
         lambda c: (c / "app" / "util.py").rename(c / "app" / "helpers.py"),
+        lambda c: (c / "Dockerfile.dockerignore").write_text("*\n!app/\n!requirements.txt\n"),
     ],
-    ids=["file-edited", "file-added", "copied-file-edited", "dockerfile-edited", "made-executable", "renamed"],
+    ids=[
+        "file-edited",
+        "file-added",
+        "copied-file-edited",
+        "dockerfile-edited",
+        "made-executable",
+        "renamed",
+        "ignore-file-added",
+    ],
 )
 def test_content_hash_changes_when_a_file_in_the_image_changes(context: Path, change: Callable[[Path], object]) -> None:
     before = content_hash(context, "Dockerfile")
