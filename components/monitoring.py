@@ -337,7 +337,8 @@ def monitoring_job_policy(
     reports_prefix: str,
     kms_key_arn: str,
     image_repository_arn: str | None,
-    vpc: bool,
+    subnet_ids: Sequence[str] = (),
+    security_group_ids: Sequence[str] = (),
 ) -> str:
     """What one monitoring run may do: read the endpoint's capture and the baseline, write reports, use the
     key, log, pull the monitor image, publish metrics into our namespace. Nothing else."""
@@ -414,30 +415,52 @@ def monitoring_job_policy(
                 "Resource": "*",
             },
         ]
-    if vpc:
-        statements.append(_vpc_statement())
+    if subnet_ids:
+        statements += _vpc_statements(partition, region, account_id, subnet_ids, security_group_ids)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def _vpc_statement() -> dict[str, Any]:
-    # The network-interface actions SageMaker needs for a job in a VPC; EC2 offers no resource-level
-    # permissions for the Describe* calls and SageMaker creates the interfaces, so AWS requires Resource "*".
-    return {
-        "Sid": "JobNetworkInterfaces",
-        "Effect": "Allow",
-        "Action": [
-            "ec2:CreateNetworkInterface",
-            "ec2:CreateNetworkInterfacePermission",
-            "ec2:DeleteNetworkInterface",
-            "ec2:DeleteNetworkInterfacePermission",
-            "ec2:DescribeNetworkInterfaces",
-            "ec2:DescribeVpcs",
-            "ec2:DescribeDhcpOptions",
-            "ec2:DescribeSubnets",
-            "ec2:DescribeSecurityGroups",
-        ],
-        "Resource": "*",
-    }
+def _vpc_statements(
+    partition: str, region: str, account_id: str, subnet_ids: Sequence[str], security_group_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """What SageMaker needs to attach the job to the VPC: interfaces in our subnets and security groups only."""
+    ec2 = f"arn:{partition}:ec2:{region}:{account_id}"
+    interfaces = f"{ec2}:network-interface/*"
+    return [
+        {
+            "Sid": "JobNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": "ec2:CreateNetworkInterface",
+            "Resource": [
+                interfaces,
+                *(f"{ec2}:subnet/{s}" for s in subnet_ids),
+                *(f"{ec2}:security-group/{g}" for g in security_group_ids),
+            ],
+        },
+        {
+            "Sid": "ManageJobNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            "Resource": interfaces,
+        },
+        {
+            # EC2's Describe calls have no resource-level permissions: AWS requires Resource "*".
+            "Sid": "DescribeJobNetwork",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+            ],
+            "Resource": "*",
+        },
+    ]
 
 
 def pipeline_orchestration_policy(
@@ -469,9 +492,15 @@ def pipeline_orchestration_policy(
                 },
                 {
                     # CreateProcessingJob with a volume and output key checks that the caller may use the key.
-                    "Sid": "UseProjectKeyForJob",
+                    "Sid": "DescribeProjectKey",
                     "Effect": "Allow",
-                    "Action": ["kms:CreateGrant", "kms:DescribeKey"],
+                    "Action": "kms:DescribeKey",
+                    "Resource": kms_key_arn,
+                },
+                {
+                    "Sid": "GrantKeyToJob",
+                    "Effect": "Allow",
+                    "Action": "kms:CreateGrant",
                     "Resource": kms_key_arn,
                     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
                 },
@@ -567,7 +596,6 @@ class DriftMonitor(pulumi.ComponentResource):
             assume_role_policy=self._account_id.apply(lambda a: _assume_role_policy("sagemaker.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        vpc = bool(args.get("subnet_ids"))
         policy = pulumi.Output.all(
             self._partition,
             self._account_id,
@@ -589,7 +617,8 @@ class DriftMonitor(pulumi.ComponentResource):
                 reports_prefix=self._prefix,
                 kms_key_arn=v[6],
                 image_repository_arn=v[7],
-                vpc=vpc,
+                subnet_ids=list(args.get("subnet_ids", [])),
+                security_group_ids=list(args.get("security_group_ids", [])),
             )
         )
         aws.iam.RolePolicy(f"{name}-job-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
