@@ -200,7 +200,10 @@ class ModelEndpoint(pulumi.ComponentResource):
     endpoint_arn: pulumi.Output[str]
     """ARN of the endpoint."""
     endpoint_config_name: pulumi.Output[str]
-    """Auto-generated name of the config this deployment rolls out; `tools.verify` checks the endpoint serves it."""
+    """Auto-generated name of the config this deployment rolls out; `tools.verify` checks the endpoint serves it.
+
+    Taken from the config resource, never from the endpoint: the provider refreshes the endpoint's own
+    `endpoint_config_name` from DescribeEndpoint, which names the OLD config after a SageMaker rollback."""
     model_name: pulumi.Output[str]
     """Auto-generated name of this deployment's SageMaker model."""
     variant_name: pulumi.Output[str]
@@ -567,14 +570,17 @@ def verify_endpoint_hook(
 ) -> None:
     """The after-create/after-update hook body: raise `tools.verify.VerificationFailed` unless the endpoint serves
     the config Pulumi just set. `client` is a boto3 SageMaker client (made from the endpoint's region if None)."""
-    from tools.verify import verify_endpoint
+    from tools.verify import VerificationFailed, verify_endpoint
 
     outputs = dict(hook_args.new_outputs or {})
-    endpoint_name = str(outputs.get("name") or hook_args.id)
-    expected = outputs.get("endpointConfigName") or outputs.get("endpoint_config_name")
+    inputs = dict(hook_args.new_inputs or {})
+    endpoint_name = str(inputs.get("name") or outputs.get("name") or hook_args.id)
+    # The expected config comes from the INPUTS, what this deployment asked for: the provider refreshes its
+    # outputs from DescribeEndpoint after the update, so after a SageMaker rollback the outputs already name the
+    # old config and a check against them would pass.
+    expected = inputs.get("endpointConfigName") or inputs.get("endpoint_config_name")
     if not expected:
-        inputs = dict(hook_args.new_inputs or {})
-        expected = inputs.get("endpointConfigName") or inputs.get("endpoint_config_name")
+        raise VerificationFailed(f"endpoint {endpoint_name}: the hook got no endpointConfigName input to verify")
     if client is None:
         import boto3
 

@@ -562,6 +562,11 @@ def test_verification_hook_can_be_turned_off() -> None:
     assert "hooks" not in plan_of(verify_deployment=False).one(ENDPOINT)["options"]
 
 
+def test_verification_hook_is_not_bound_in_previews(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: True)
+    assert ModelEndpoint._verification_hooks("ep", make_args()) is None
+
+
 class _DescribeOnly:
     """A SageMaker client answering DescribeEndpoint with a fixed response."""
 
@@ -574,16 +579,17 @@ class _DescribeOnly:
         return self.response
 
 
-def _hook_args(config: str) -> pulumi.ResourceHookArgs:
+def _hook_args(requested: str, refreshed: str | None = None) -> pulumi.ResourceHookArgs:
+    """Hook arguments as the engine passes them: inputs as asked, outputs as the provider read them back."""
     return pulumi.ResourceHookArgs(
         urn="urn:pulumi:dev::mlplatform::aws:sagemaker/endpoint:Endpoint::ep-endpoint",
         id="mlplatform-dev",
         name="ep-endpoint",
         type="aws:sagemaker/endpoint:Endpoint",
-        new_inputs={"name": "mlplatform-dev", "endpointConfigName": config},
+        new_inputs={"name": "mlplatform-dev", "endpointConfigName": requested},
         new_outputs={
             "name": "mlplatform-dev",
-            "endpointConfigName": config,
+            "endpointConfigName": refreshed or requested,
             "arn": "arn:aws:sagemaker:eu-west-1:111122223333:endpoint/mlplatform-dev",
         },
     )
@@ -599,5 +605,6 @@ def test_verification_hook_fails_the_deployment_after_a_sagemaker_rollback() -> 
     client = _DescribeOnly(
         {"EndpointStatus": "InService", "EndpointConfigName": "cfg-old", "FailureReason": "Alarm tripped"}
     )
+    # The provider's read after the update already reports the old config: the hook must not trust it.
     with pytest.raises(VerificationFailed, match="expected config cfg-new, actual config cfg-old"):
-        verify_endpoint_hook(_hook_args("cfg-new"), timeout_seconds=0, client=client)
+        verify_endpoint_hook(_hook_args("cfg-new", refreshed="cfg-old"), timeout_seconds=0, client=client)
