@@ -128,6 +128,10 @@ def instance_type_change_error(
     that is a registered scalable target; the provider only learns that minutes into `pulumi up`, after the new
     config exists. The scalable target is deregistered only when the Target resource is deleted, which Pulumi does
     at the end of a deployment, after the endpoint update: so the change takes two deployments, in this order.
+    No IaC tool sequences this for us: terraform-provider-aws #14337 (same ordering failure), and neither
+    CloudFormation nor CDK has a deregister step (cloudformation-coverage-roadmap #1991, aws-cdk #29626). The
+    previous values come from this stack's own last outputs (a `StackReference` to itself), so `pulumi preview`
+    already shows the refusal.
     """
     if not previous_autoscaling_enabled or not previous_instance_type or previous_instance_type == instance_type:
         return None
