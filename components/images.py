@@ -299,6 +299,17 @@ class ContainerImage(pulumi.ComponentResource):
         # and the same tree always yields the same tag (never a build-time or apply-time value).
         self.content_hash = content_hash(context, dockerfile, args.get("extra_paths", ()))
         self.tag = self.content_hash[:32]
+        ignore_file = context / f"{dockerfile}.dockerignore"
+        if not ignore_file.is_file():
+            # docker-build rebuilds whenever anything in its context changes (its own context hash honours only
+            # ignore files). With the repository root as context, an unrelated edit would rebuild and push the
+            # same content tag again, which the immutable repository refuses once the new digest differs.
+            pulumi.log.warn(
+                f"{dockerfile}: no {dockerfile}.dockerignore beside it; add one that ignores everything but the "
+                "paths the Dockerfile copies ('*' then '!<path>' lines), or unrelated edits rebuild the image "
+                "and the push of its unchanged tag to the immutable repository fails",
+                resource=self,
+            )
 
         repo = aws.ecr.Repository(
             f"{name}-repo",

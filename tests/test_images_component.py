@@ -316,3 +316,13 @@ def test_ecr_repository_arn_is_none_outside_ecr() -> None:
         ecr_repository_arn("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn/a/b@sha256:" + "d" * 64)
         == "arn:aws-cn:ecr:cn-north-1:111122223333:repository/a/b"
     )
+
+
+def test_a_dockerfile_without_its_own_ignore_file_is_warned_about(
+    context: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _build(context)
+    assert "no Dockerfile.dockerignore beside it" in capsys.readouterr().err
+    (context / "Dockerfile.dockerignore").write_text("*\n!app/\n!requirements.txt\n")
+    _build(context)
+    assert "dockerignore" not in capsys.readouterr().err
