@@ -15,6 +15,7 @@ from components.monitoring import (
     PARAM_WINDOW_END,
     PUT_METRIC_DATA_ENV,
     SCHEDULED_TIME,
+    WINDOW_SECONDS_ENV,
     DriftMonitor,
     DriftMonitorArgs,
     MonitorBackend,
@@ -260,7 +261,10 @@ def test_monitor_container_accepts_the_pipeline_environment_of_a_scheduled_run()
     settings = entrypoint.parse_settings(env)
     assert settings.capture_index == "endpointInput"
     assert settings.dataset_source == f"s3://capture-bucket/capture/{ENDPOINT}/"
-    assert settings.window.end is not None
+    assert WINDOW_SECONDS_ENV == entrypoint.WINDOW_SECONDS_ENV
+    assert settings.window.start is not None and settings.window.end is not None
+    # The hour before the scheduled time: [06:00, 07:00).
+    assert settings.window.start.isoformat() == "2026-11-26T06:00:00+00:00"
     assert settings.window.end.isoformat() == "2026-11-26T07:00:00+00:00"
     assert settings.publish_metrics is True
     assert settings.put_metric_data is True
