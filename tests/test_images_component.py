@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -319,10 +320,13 @@ def test_ecr_repository_arn_is_none_outside_ecr() -> None:
 
 
 def test_a_dockerfile_without_its_own_ignore_file_is_warned_about(
-    context: Path, capsys: pytest.CaptureFixture[str]
+    context: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _build(context)
-    assert "no Dockerfile.dockerignore beside it" in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING):
+        _build(context)
+    assert any("no Dockerfile.dockerignore beside it" in r.getMessage() for r in caplog.records)
+    caplog.clear()
     (context / "Dockerfile.dockerignore").write_text("*\n!app/\n!requirements.txt\n")
-    _build(context)
-    assert "dockerignore" not in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING):
+        _build(context)
+    assert not any("dockerignore" in r.getMessage() for r in caplog.records)
