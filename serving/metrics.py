@@ -26,8 +26,11 @@ _STATUS_INDEX = {status: i for i, status in enumerate(STATUSES)}
 class SharedMetrics:
     """Counters and a latency histogram per worker in shared memory."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, recording: bool = True) -> None:
         self.workers = workers
+        if not recording:
+            # Only for measuring what recording costs (benchmarks/bench_serving.py): /metrics then shows zeros.
+            self.record = self._skip  # type: ignore[method-assign]
         self._map = mmap.mmap(-1, max(1, workers) * _SLOT * 8)  # anonymous, MAP_SHARED: survives fork
         self._values = memoryview(self._map).cast("d")
         self._base = 0
@@ -54,6 +57,9 @@ class SharedMetrics:
         values[h + _HIST_STRIDE - 1] += seconds
         if rows:
             values[base + _ROWS] += rows
+
+    def _skip(self, path: str, status: int, seconds: float, rows: int = 0) -> None:
+        return None
 
     def _total(self, offset: int) -> float:
         return sum(self._values[w * _SLOT + offset] for w in range(self.workers))

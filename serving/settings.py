@@ -20,6 +20,7 @@ ENV_PORT = "MLPLATFORM_SERVING_PORT"
 ENV_WORKERS = "MLPLATFORM_SERVING_WORKERS"
 ENV_LOAD_DELAY = "MLPLATFORM_SERVING_LOAD_DELAY_S"
 ENV_DRAIN_GRACE = "MLPLATFORM_SERVING_DRAIN_GRACE_S"
+ENV_METRICS = "MLPLATFORM_SERVING_METRICS"
 
 
 class SettingsError(ValueError):
@@ -38,6 +39,8 @@ class ServeSettings:
     """Test hook: seconds each worker waits before loading the model, so /ping's 503 can be observed."""
     drain_grace_s: float
     """After SIGTERM, how long idle keep-alive connections stay open for requests already on the wire."""
+    record_metrics: bool = True
+    """`off` only to measure what recording costs; /metrics then reports zeros."""
 
 
 def usable_cores() -> int:
@@ -74,6 +77,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ServeSett
         raise SettingsError(f"{source}={precision!r} is not valid: expected one of {', '.join(PRECISIONS)}")
     port_raw = args.port or environ.get(ENV_PORT, str(DEFAULT_PORT))
     workers_raw = args.workers or environ.get(ENV_WORKERS) or str(usable_cores())
+    metrics_raw = environ.get(ENV_METRICS, "on")
+    if metrics_raw not in ("on", "off"):
+        raise SettingsError(f"{ENV_METRICS}={metrics_raw!r} is not valid: expected on or off")
     return ServeSettings(
         model_dir=Path(args.model_dir or environ.get(ENV_MODEL_DIR, DEFAULT_MODEL_DIR)),
         precision=precision,  # type: ignore[arg-type]  # checked against PRECISIONS above
@@ -84,4 +90,5 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ServeSett
         drain_grace_s=_number(
             ENV_DRAIN_GRACE, environ.get(ENV_DRAIN_GRACE, "1.0"), minimum=0, maximum=20, integer=False
         ),
+        record_metrics=metrics_raw == "on",
     )

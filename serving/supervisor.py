@@ -69,7 +69,7 @@ def serve(settings: ServeSettings) -> int:
     except OSError as bad:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, bad)
         return STARTUP_ERROR_EXIT
-    metrics = SharedMetrics(settings.workers)
+    metrics = SharedMetrics(settings.workers, recording=settings.record_metrics)
     log.info("listening on %s:%d with %d worker(s)", settings.host, settings.port, settings.workers)
 
     stopping: list[float] = []

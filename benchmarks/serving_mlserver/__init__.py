@@ -1,0 +1,1 @@
+"""Benchmark competitor (d): MLServer with default settings and a small onnxruntime runtime."""
