@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,7 +76,7 @@ class Violation:
     enforcement: Enforcement
 
 
-RuleFn = Callable[[list[Resource], PolicyContext], Iterator[tuple[Resource, str]]]
+RuleFn = Callable[[Sequence[Resource], PolicyContext], Iterator[tuple[Resource, str]]]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def rule(name: str, description: str, enforcement: Enforcement, source: str) -> 
     return register
 
 
-def evaluate(resources: list[Resource], context: PolicyContext | None = None) -> list[Violation]:
+def evaluate(resources: Sequence[Resource], context: PolicyContext | None = None) -> list[Violation]:
     """Every rule over every resource; rules excepted by the stack (with a reason) are skipped."""
     ctx = context or PolicyContext.from_resources(resources)
     found: list[Violation] = []
@@ -114,7 +114,7 @@ def evaluate(resources: list[Resource], context: PolicyContext | None = None) ->
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-def _of(resources: list[Resource], type_token: str) -> list[Resource]:
+def _of(resources: Sequence[Resource], type_token: str) -> list[Resource]:
     return [r for r in resources if r["type"] == type_token]
 
 
@@ -128,7 +128,7 @@ def _one(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _bucket_config(resources: list[Resource], bucket: Resource, type_token: str) -> Resource | None:
+def _bucket_config(resources: Sequence[Resource], bucket: Resource, type_token: str) -> Resource | None:
     """The configuration resource of `type_token` for `bucket`: matched by the bucket's name where it is
     known (the engine's state), else by dependency (a plan of a new stack, where names are not yet known)."""
     name = _inputs(bucket).get("bucket")
@@ -139,7 +139,7 @@ def _bucket_config(resources: list[Resource], bucket: Resource, type_token: str)
     return None
 
 
-def _policy_documents(resources: list[Resource]) -> Iterator[tuple[Resource, dict[str, Any]]]:
+def _policy_documents(resources: Sequence[Resource]) -> Iterator[tuple[Resource, dict[str, Any]]]:
     """Identity policy documents: managed policies, inline role policies, roles' inline policies."""
     for r in resources:
         inputs = _inputs(r)
@@ -167,7 +167,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _instance_types(resources: list[Resource]) -> Iterator[tuple[Resource, str]]:
+def _instance_types(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str]]:
     for r in _of(resources, ENDPOINT_CONFIG):
         for variant in _inputs(r).get("productionVariants") or []:
             if variant.get("instanceType"):
@@ -187,7 +187,7 @@ def _instance_types(resources: list[Resource]) -> Iterator[tuple[Resource, str]]
     "mandatory",
     "checkov CKV_AWS_53/54/55/56; cdk-nag AwsSolutions-S1/S2; ML Lens MLSEC-10",
 )
-def s3_block_public_access(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def s3_block_public_access(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     keys = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     for bucket in _of(resources, BUCKET):
         block = _bucket_config(resources, bucket, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
@@ -202,7 +202,7 @@ def s3_block_public_access(resources: list[Resource], ctx: PolicyContext) -> Ite
     "mandatory",
     "checkov CKV_AWS_145; ML Lens MLSEC-07 (encrypt data at rest)",
 )
-def s3_sse_kms(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def s3_sse_kms(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     sse = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
     for bucket in _of(resources, BUCKET):
         config = _bucket_config(resources, bucket, sse)
@@ -217,7 +217,7 @@ def s3_sse_kms(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[
     "mandatory",
     "checkov CKV_AWS_21; ML Lens MLREL (recover artifacts)",
 )
-def s3_versioning(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def s3_versioning(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for bucket in _of(resources, BUCKET):
         config = _bucket_config(resources, bucket, "aws:s3/bucketVersioning:BucketVersioning")
         status = _one(_inputs(config).get("versioningConfiguration") if config else None).get("status")
@@ -231,7 +231,7 @@ def s3_versioning(resources: list[Resource], ctx: PolicyContext) -> Iterator[tup
     "mandatory",
     "cdk-nag AwsSolutions-S10; checkov CKV_AWS_379-style secure transport",
 )
-def s3_tls_only(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def s3_tls_only(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for bucket in _of(resources, BUCKET):
         policy = _bucket_config(resources, bucket, "aws:s3/bucketPolicy:BucketPolicy")
         text = _inputs(policy).get("policy") if policy else None
@@ -251,7 +251,7 @@ def s3_tls_only(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple
     "mandatory",
     "ML Lens MLSEC-05 (data retention); GDPR storage limitation",
 )
-def s3_capture_lifecycle(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def s3_capture_lifecycle(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     lifecycles = {
         str(_inputs(r).get("bucket")): r
         for r in _of(resources, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
@@ -272,7 +272,7 @@ def s3_capture_lifecycle(resources: list[Resource], ctx: PolicyContext) -> Itera
 
 
 @rule("ecr-immutable-tags", "ECR repositories have immutable tags.", "mandatory", "checkov CKV_AWS_51")
-def ecr_immutable(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def ecr_immutable(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for repo in _of(resources, "aws:ecr/repository:Repository"):
         mutability = _inputs(repo).get("imageTagMutability", "MUTABLE")
         if not str(mutability).startswith("IMMUTABLE") and not _is_cache_repository(repo):
@@ -285,14 +285,14 @@ def _is_cache_repository(repo: Resource) -> bool:
 
 
 @rule("ecr-scan-on-push", "ECR repositories scan images on push.", "advisory", "checkov CKV_AWS_163")
-def ecr_scan(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def ecr_scan(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for repo in _of(resources, "aws:ecr/repository:Repository"):
         if _one(_inputs(repo).get("imageScanningConfiguration")).get("scanOnPush") is not True:
             yield repo, "images are not scanned on push"
 
 
 @rule("ecr-kms", "ECR repositories encrypt with a KMS key.", "mandatory", "checkov CKV_AWS_136")
-def ecr_kms(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def ecr_kms(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for repo in _of(resources, "aws:ecr/repository:Repository"):
         enc = _one(_inputs(repo).get("encryptionConfigurations"))
         if enc.get("encryptionType") != "KMS" or not enc.get("kmsKey"):
@@ -308,7 +308,7 @@ def ecr_kms(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Res
     "mandatory",
     "checkov CKV_AWS_1/CKV_AWS_49; cdk-nag AwsSolutions-IAM5; ML Lens MLSEC-01 (least privilege)",
 )
-def iam_wildcard_actions(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def iam_wildcard_actions(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for r, doc in _policy_documents(resources):
         for s in _statements(doc):
             if s.get("Effect") != "Allow":
@@ -324,7 +324,7 @@ def iam_wildcard_actions(resources: list[Resource], ctx: PolicyContext) -> Itera
     "mandatory",
     "cdk-nag AwsSolutions-IAM5; AWS service authorization reference",
 )
-def iam_wildcard_resources(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def iam_wildcard_resources(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for r, doc in _policy_documents(resources):
         for s in _statements(doc):
             if s.get("Effect") != "Allow" or "*" not in _as_list(s.get("Resource", [])):
@@ -340,7 +340,7 @@ def iam_wildcard_resources(resources: list[Resource], ctx: PolicyContext) -> Ite
     "mandatory",
     "cdk-nag AwsSolutions-IAM4; ML Lens MLSEC-01",
 )
-def iam_full_access(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def iam_full_access(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for r in resources:
         arns: list[Any] = []
         if r["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment":
@@ -361,7 +361,7 @@ def iam_full_access(resources: list[Resource], ctx: PolicyContext) -> Iterator[t
     "mandatory",
     "checkov CKV_AWS_98; SageMaker API (KmsKeyId rejected for NVMe instance types)",
 )
-def endpoint_config_kms(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def endpoint_config_kms(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for config in _of(resources, ENDPOINT_CONFIG):
         types = [str(v.get("instanceType", "")) for v in _inputs(config).get("productionVariants") or []]
         needs_key = any(t and not _NVME_HINT.match(t) for t in types)
@@ -378,7 +378,7 @@ def endpoint_config_kms(resources: list[Resource], ctx: PolicyContext) -> Iterat
     "mandatory",
     "ML Lens MLREL-11/MLPER (monitor for drift needs captured data)",
 )
-def data_capture_prod(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def data_capture_prod(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     if not ctx.is_prod:
         return
     for config in _of(resources, ENDPOINT_CONFIG):
@@ -392,7 +392,7 @@ def data_capture_prod(resources: list[Resource], ctx: PolicyContext) -> Iterator
     "mandatory",
     "checkov CKV_AWS_370-style; ML Lens MLSEC-08 (isolate compute)",
 )
-def model_isolation(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def model_isolation(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for model in _of(resources, MODEL):
         if _inputs(model).get("enableNetworkIsolation") is not True:
             yield model, "model container can reach the network: set enable_network_isolation"
@@ -401,7 +401,7 @@ def model_isolation(resources: list[Resource], ctx: PolicyContext) -> Iterator[t
 @rule(
     "sagemaker-training-network-isolation", "Training jobs run with network isolation.", "mandatory", "ML Lens MLSEC-08"
 )
-def training_isolation(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def training_isolation(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for job in _of(resources, TRAINING_JOB):
         if _inputs(job).get("enableNetworkIsolation") is not True:
             yield job, "training container can reach the network: set enable_network_isolation"
@@ -413,7 +413,7 @@ def training_isolation(resources: list[Resource], ctx: PolicyContext) -> Iterato
     "mandatory",
     "SageMaker API (MaxWaitTimeInSeconds > MaxRuntimeInSeconds); ML Lens MLREL-04 (resume interrupted jobs)",
 )
-def spot_checkpoints(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def spot_checkpoints(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for job in _of(resources, TRAINING_JOB):
         inputs = _inputs(job)
         if inputs.get("enableManagedSpotTraining") is not True:
@@ -432,7 +432,7 @@ def spot_checkpoints(resources: list[Resource], ctx: PolicyContext) -> Iterator[
     "mandatory",
     "ML Lens MLREL04-BP01/BP02 (safe deployment, automatic rollback)",
 )
-def prod_blue_green(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def prod_blue_green(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     if not ctx.is_prod:
         return
     for endpoint in _of(resources, ENDPOINT):
@@ -449,7 +449,7 @@ def prod_blue_green(resources: list[Resource], ctx: PolicyContext) -> Iterator[t
     "mandatory",
     "SageMaker blue/green docs (traffic shifting needs capacity to split)",
 )
-def canary_instances(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def canary_instances(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     configs = {str(_inputs(c).get("name") or ""): c for c in _of(resources, ENDPOINT_CONFIG)}
     for endpoint in _of(resources, ENDPOINT):
         routing = _one(
@@ -478,7 +478,7 @@ def canary_instances(resources: list[Resource], ctx: PolicyContext) -> Iterator[
     "mandatory",
     "supply-chain integrity; ML Lens MLSEC-11 (trusted images)",
 )
-def images_by_digest(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def images_by_digest(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for model in _of(resources, MODEL):
         containers = [_one(_inputs(model).get("primaryContainer")), *(_inputs(model).get("containers") or [])]
         for c in containers:
@@ -500,7 +500,7 @@ def images_by_digest(resources: list[Resource], ctx: PolicyContext) -> Iterator[
     "mandatory",
     "an alarm without dimensions watches nothing (DESIGN: Pulumi's sagemaker template)",
 )
-def alarm_dimensions(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def alarm_dimensions(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for alarm in _of(resources, ALARM):
         inputs = _inputs(alarm)
         queries = inputs.get("metricQueries") or []
@@ -515,7 +515,7 @@ def alarm_dimensions(resources: list[Resource], ctx: PolicyContext) -> Iterator[
 
 
 @rule("alarm-has-actions", "Every alarm notifies someone.", "advisory", "ML Lens MLREL-11 (alerting)")
-def alarm_actions(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def alarm_actions(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for alarm in _of(resources, ALARM):
         if not _inputs(alarm).get("alarmActions"):
             yield alarm, "alarm has no alarm actions"
@@ -527,21 +527,21 @@ def alarm_actions(resources: list[Resource], ctx: PolicyContext) -> Iterator[tup
     "mandatory",
     "CloudWatch defaults to 'missing', which hides a silent endpoint",
 )
-def alarm_missing_data(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def alarm_missing_data(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for alarm in _of(resources, ALARM):
         if _inputs(alarm).get("treatMissingData") not in ("breaching", "notBreaching", "ignore", "missing"):
             yield alarm, "treat_missing_data is not set explicitly"
 
 
 @rule("sns-encrypted", "SNS topics are encrypted with KMS.", "mandatory", "checkov CKV_AWS_26; cdk-nag SNS2")
-def sns_encrypted(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def sns_encrypted(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for topic in _of(resources, "aws:sns/topic:Topic"):
         if not _inputs(topic).get("kmsMasterKeyId"):
             yield topic, "topic is not encrypted (kms_master_key_id)"
 
 
 @rule("kms-rotation", "Customer managed KMS keys rotate yearly.", "mandatory", "checkov CKV_AWS_7")
-def kms_rotation(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def kms_rotation(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for key in _of(resources, "aws:kms/key:Key"):
         if _inputs(key).get("enableKeyRotation") is not True:
             yield key, "key rotation is off"
@@ -553,7 +553,7 @@ def kms_rotation(resources: list[Resource], ctx: PolicyContext) -> Iterator[tupl
     "advisory",
     "AWS tagging best practices; cost allocation",
 )
-def required_tags(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def required_tags(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for provider in _of(resources, "pulumi:providers:aws"):
         tags = _inputs(provider).get("defaultTags")
         if isinstance(tags, str):
@@ -570,7 +570,7 @@ def required_tags(resources: list[Resource], ctx: PolicyContext) -> Iterator[tup
     "mandatory",
     "cost control; ML Lens MLCOST-04 (right-size instances)",
 )
-def gpu_allowlist(resources: list[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+def gpu_allowlist(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for r, instance_type in _instance_types(resources):
         if _GPU.match(instance_type) and instance_type not in ctx.allowed_gpu_instance_types:
             allowed = ", ".join(ctx.allowed_gpu_instance_types) or "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -104,7 +105,7 @@ def endpoint_stack(
 PROD = PolicyContext(environment="prod", allowed_gpu_instance_types=("ml.g5.xlarge",))
 
 
-def violated(resources: list[Resource], ctx: PolicyContext = PROD) -> set[str]:
+def violated(resources: Sequence[Resource], ctx: PolicyContext = PROD) -> set[str]:
     return {v.rule for v in evaluate(resources, ctx)}
 
 
