@@ -302,7 +302,8 @@ class ResourceMapping:
     ignored: Mapping[str, str] = field(default_factory=dict)
     # AWS path (dotted member names) -> who fills a required member the plan does not set.
     provided: Mapping[str, str] = field(default_factory=dict)
-    # Pulumi path -> kind of IAM policy document held there: identity | trust | resource | key.
+    # Pulumi path -> kind of IAM policy document held there: identity | trust | resource | key | repository
+    # (a resource policy that names no Resource because it is attached to one, like an ECR repository's).
     policies: Mapping[str, str] = field(default_factory=dict)
     # Pulumi path -> kind of other JSON document with rules of its own (see tools.validate.DOCUMENT_CHECKS).
     documents: Mapping[str, str] = field(default_factory=dict)
@@ -513,7 +514,7 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "CreateRepository",
         fields={"name": "repositoryName"},
         ignored={"forceDelete": "provider behaviour on delete (deletes images first), not sent to AWS"},
-        provided={"RepositoryName": _AUTONAMED},
+        provided={"repositoryName": _AUTONAMED},
     ),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": ResourceMapping(
         "ecr",
@@ -526,7 +527,7 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "ecr",
         "SetRepositoryPolicy",
         fields={"repository": "repositoryName", "policy": "policyText"},
-        policies={"policy": "resource"},
+        policies={"policy": "repository"},
         tags=None,
     ),
     # --- CloudWatch -------------------------------------------------------------------------------------------

@@ -62,12 +62,16 @@ IAM_ALLOWLIST: dict[str, str] = {
     "cloudwatch:ListMetrics": "list calls have no resource-level permissions",
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls of AWS-owned images; scoped by repository where ours",
 }
-# Finding types that do not apply to a kind of document, each with the reason.
-IAM_IGNORED_FINDINGS: dict[tuple[str, str], str] = {
-    ("trust", "MALFORMED"): "a trust policy has no Resource: the role it belongs to is the resource",
-    ("key", "RESOURCE_STAR"): "in a key policy Resource '*' means the key the policy is attached to",
-    ("resource", "RESOURCE_STAR"): "handled by the wildcard audit, which knows Deny statements only narrow access",
+# Findings that do not apply to a kind of document: (kind, issue, text in the detail) -> reason.
+IAM_IGNORED_FINDINGS: dict[tuple[str, str, str], str] = {
+    ("key", "RESOURCE_STAR", ""): "in a key policy Resource '*' means the key the policy is attached to",
+    ("trust", "RESOURCE_STAR", ""): "a trust policy's resource is the role it belongs to (audited with '*' put in)",
+    ("repository", "RESOURCE_STAR", ""): "an ECR repository policy's resource is its repository ('*' put in)",
+    ("resource", "RESOURCE_STAR", ""): "left to the wildcard audit, which knows a Deny only narrows access",
 }
+# Kinds whose statements name no Resource because the document is attached to it. parliament stops at a statement
+# without one, so they are audited with Resource "*" put in, which keeps its action checks.
+_IMPLIED_RESOURCE = ("trust", "repository")
 _KEY_POLICY_ADMIN = "kms:*"  # the key policy AWS itself writes by default grants kms:* to the account root
 
 
@@ -127,9 +131,17 @@ def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         return [("", text[:80], f"a JSON policy document ({exc.msg} at character {exc.pos})")]
+    if kind in _IMPLIED_RESOURCE and isinstance(parsed, dict):
+        statements = [dict(st) for st in _as_list(parsed.get("Statement", [])) if isinstance(st, dict)]
+        for st in statements:
+            if "Resource" not in st and "NotResource" not in st:
+                st["Resource"] = "*"
+        text = json.dumps({**parsed, "Statement": statements})
     policy = _parliament().analyze_policy_string(text)
     for finding in policy.findings:
-        if (kind, finding.issue) in IAM_IGNORED_FINDINGS:
+        if any(
+            (k, issue) == (kind, finding.issue) and text in str(finding.detail) for k, issue, text in IAM_IGNORED_FINDINGS
+        ):
             continue
         where = finding.location.get("string", "") if isinstance(finding.location, dict) else ""
         problems.append((f"IAM {finding.issue}", where or finding.detail, _finding_text(finding)))
@@ -152,7 +164,7 @@ def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str
         for action in actions:
             if "*" in action and not (kind == "key" and action == _KEY_POLICY_ADMIN):
                 problems.append((f"{where}.Action", action, "named actions, not a wildcard"))
-        if "*" in [str(r) for r in _as_list(statement.get("Resource", []))] and kind != "key":
+        if "*" in [str(r) for r in _as_list(statement.get("Resource", []))] and kind not in ("key", "repository"):
             for action in actions:
                 if "*" in action or action in IAM_ALLOWLIST:
                     continue
