@@ -91,6 +91,8 @@ class DriftMonitorArgs(TypedDict):
     """VPC subnets for the monitoring jobs (optional; security groups required with them)."""
     security_group_ids: NotRequired[Sequence[str]]
     """VPC security groups for the monitoring jobs."""
+    source_kms_key_arns: NotRequired[Sequence[pulumi.Input[str]]]
+    """Keys of a promoting stack whose model bucket holds the baseline (prod reads dev's): decrypt only."""
     depends_on: NotRequired[Sequence[pulumi.Resource]]
     """Resources the schedules must wait for: the endpoint (CreateMonitoringSchedule checks that it exists
     and captures data; a pipeline run before it exists only fails)."""
@@ -337,6 +339,7 @@ def monitoring_job_policy(
     reports_prefix: str,
     kms_key_arn: str,
     image_repository_arn: str | None,
+    source_kms_key_arns: Sequence[str] = (),
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
 ) -> str:
@@ -399,6 +402,16 @@ def monitoring_job_policy(
             "Condition": {"StringEquals": {"cloudwatch:namespace": contract.METRIC_NAMESPACE}},
         },
     ]
+    if source_kms_key_arns:
+        statements.append(
+            {
+                # The baseline of a promoted model sits in the promoting stack's bucket, under its key.
+                "Sid": "DecryptPromotedBaseline",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(source_kms_key_arns)),
+            }
+        )
     if image_repository_arn is not None:
         statements += [
             {
@@ -605,6 +618,7 @@ class DriftMonitor(pulumi.ComponentResource):
             args["reports_bucket"],
             args["kms_key_arn"],
             image_repository,
+            pulumi.Output.all(*args.get("source_kms_key_arns", [])),
         ).apply(
             lambda v: monitoring_job_policy(
                 partition=v[0],
@@ -617,6 +631,7 @@ class DriftMonitor(pulumi.ComponentResource):
                 reports_prefix=self._prefix,
                 kms_key_arn=v[6],
                 image_repository_arn=v[7],
+                source_kms_key_arns=v[8],
                 subnet_ids=list(args.get("subnet_ids", [])),
                 security_group_ids=list(args.get("security_group_ids", [])),
             )

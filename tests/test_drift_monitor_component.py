@@ -505,3 +505,23 @@ def test_monitor_image_must_be_an_ecr_reference_by_digest() -> None:
     assert ecr_repository_arn(IMAGE) == f"arn:aws:ecr:us-east-1:{MOCK_ACCOUNT_ID}:repository/mlplatform-monitoring"
     with pytest.raises(ValueError, match="private ECR repository, by digest"):
         ecr_repository_arn("docker.io/library/python:3.11")
+
+
+def test_promoted_baseline_may_be_decrypted_with_the_promoting_stacks_key() -> None:
+    dev_key = "arn:aws:kms:us-east-1:444455556666:key/abcd"
+
+    def program() -> None:
+        DriftMonitor("monitor", _args("pipeline", source_kms_key_arns=[dev_key]))
+
+    policy = _policies(run_components(program))["monitor-job-policy"]
+    assert _statement(policy, "DecryptPromotedBaseline") == {
+        "Sid": "DecryptPromotedBaseline",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": [dev_key],
+    }
+    assert not [
+        s
+        for s in _policies(_plan("pipeline"))["monitor-job-policy"]["Statement"]
+        if s["Sid"] == "DecryptPromotedBaseline"
+    ]
