@@ -12,6 +12,7 @@ import base64
 import binascii
 import csv
 import datetime as dt
+import functools
 import json
 import pathlib
 import re
@@ -22,10 +23,10 @@ from typing import Any, Protocol
 try:  # orjson parses capture lines several times faster; the stdlib is the fallback.
     import orjson
 
-    _loads: Any = orjson.loads
+    loads_json: Any = orjson.loads
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
 except ImportError:  # pragma: no cover - exercised only where orjson is absent
-    _loads = json.loads
+    loads_json = json.loads
     _JSON_ERRORS = (ValueError,)
 
 CAPTURE_INDEXES = ("endpointInput", "endpointOutput")
@@ -71,6 +72,26 @@ class TimeWindow:
     def contains(self, t: dt.datetime) -> bool:
         return (self.start is None or t >= self.start) and (self.end is None or t < self.end)
 
+    def contains_text(self, text: str) -> bool:
+        """``contains`` for an ISO time as text; raises ValueError when it is not one.
+
+        SageMaker writes UTC times as ``YYYY-MM-DDTHH:MM:SS[.fff]Z``. For that shape, and window bounds on
+        whole seconds, comparing the first 19 characters as strings gives the same answer as comparing
+        times (a fraction of a second never crosses a whole-second bound), without building a datetime
+        per record; any other shape is parsed.
+        """
+        keys = self._text_keys
+        if keys is not None and len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z" and text[10] == "T":
+            key = text[:19]
+            return (keys[0] is None or key >= keys[0]) and (keys[1] is None or key < keys[1])
+        return self.contains(parse_time(text, "eventMetadata.inferenceTime"))
+
+    @functools.cached_property
+    def _text_keys(self) -> tuple[str | None, str | None] | None:
+        if (self.start and self.start.microsecond) or (self.end and self.end.microsecond):
+            return None
+        return (_key(self.start) if self.start else None, _key(self.end) if self.end else None)
+
     def hours(self) -> list[dt.datetime] | None:
         """Hour folders to read: from start's hour through end's hour (a record near the boundary may be
         filed in the next hour's folder, since S3 files by delivery time); None when the window is open."""
@@ -83,6 +104,10 @@ class TimeWindow:
             hours.append(hour)
             hour += dt.timedelta(hours=1)
         return hours
+
+
+def _key(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class CaptureSource(Protocol):
@@ -226,25 +251,37 @@ class CapturedPayload:
     json_doc: Any = None
 
 
-def decode_record(line: bytes, capture_index: str = "endpointInput") -> CapturedPayload:
-    """Decode one capture line into its payload; raises CaptureError naming what was wrong."""
+def parse_record(line: bytes) -> dict[str, Any]:
+    """Parse one capture line into its JSON object; raises CaptureError ``corrupt_line``."""
     try:
-        record = _loads(line)
+        record = loads_json(line)
     except _JSON_ERRORS:
         raise CaptureError("corrupt_line", "not valid JSON") from None
     if not isinstance(record, dict):
         raise CaptureError("corrupt_line", "a capture line must be a JSON object")
+    return record
+
+
+def inference_time_text(record: dict[str, Any]) -> str | None:
+    """``eventMetadata.inferenceTime`` as written, or None when the record has none."""
+    meta = record.get("eventMetadata")
+    value = meta.get("inferenceTime") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def decode_payload(record: dict[str, Any], capture_index: str = "endpointInput") -> CapturedPayload:
+    """The payload of a parsed record; raises CaptureError naming what was wrong."""
     capture = record.get("captureData")
     if not isinstance(capture, dict):
         raise CaptureError("corrupt_line", "no captureData object")
     part = capture.get(capture_index)
     if not isinstance(part, dict):
         raise CaptureError("missing_capture_index", f"no captureData.{capture_index}")
-    meta = record.get("eventMetadata")
+    text = inference_time_text(record)
     inference_time = None
-    if isinstance(meta, dict) and isinstance(meta.get("inferenceTime"), str):
+    if text is not None:
         try:
-            inference_time = parse_time(meta["inferenceTime"], "eventMetadata.inferenceTime")
+            inference_time = parse_time(text, "eventMetadata.inferenceTime")
         except ValueError:
             raise CaptureError("corrupt_line", "eventMetadata.inferenceTime is not an ISO-8601 time") from None
     data = part.get("data")
@@ -263,10 +300,15 @@ def decode_record(line: bytes, capture_index: str = "endpointInput") -> Captured
         return CapturedPayload(inference_time, csv_text=data)
     if encoding == "JSON":
         try:
-            return CapturedPayload(inference_time, json_doc=_loads(data))
+            return CapturedPayload(inference_time, json_doc=loads_json(data))
         except _JSON_ERRORS:
             raise CaptureError("undecodable_payload", "JSON-encoded data is not valid JSON") from None
     raise CaptureError("undecodable_payload", f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+
+
+def decode_record(line: bytes, capture_index: str = "endpointInput") -> CapturedPayload:
+    """Decode one capture line into its payload; raises CaptureError naming what was wrong."""
+    return decode_payload(parse_record(line), capture_index)
 
 
 def csv_rows(text: str) -> list[str]:

@@ -95,7 +95,9 @@ class KLLSketch:
                     self.compactors.append(np.empty(0, dtype=np.float64))
                     self._offsets.append(0)
                     cap = self.capacity(height)
-                ordered = np.sort(buf)
+                # Above level 0 a buffer is two sorted runs (what it kept and what was promoted into it), which
+                # a stable sort (timsort) merges in linear time; level 0 holds raw batches.
+                ordered = np.sort(buf, kind="stable" if height else "quicksort")
                 excess = ordered.size - cap
                 # Compact at least half the level: fewer, larger compactions keep the accumulated error
                 # at KLL's bound (many tiny compactions would each add up to a full weight of error).

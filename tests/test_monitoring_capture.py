@@ -203,3 +203,40 @@ def test_s3_captures_are_listed_by_hour_and_streamed() -> None:
 def test_base64_helper_round_trip() -> None:
     record = capture_record([[1, 2, "x"]], T0, base64_wrap=True)
     assert base64.b64decode(record["captureData"]["endpointInput"]["data"]).decode() == "1,2,x"
+
+
+@pytest.mark.parametrize(
+    ("text", "inside"),
+    [
+        ("2024-05-01T12:59:59.999Z", False),
+        ("2024-05-01T13:00:00Z", True),
+        ("2024-05-01T13:00:00.000Z", True),
+        ("2024-05-01T13:59:59.999Z", True),
+        ("2024-05-01T14:00:00Z", False),
+        ("2024-05-01T14:00:00.001Z", False),
+        ("2024-05-01T14:30:00+01:00", True),
+        ("2024-05-01T13:30:00", True),
+    ],
+)
+def test_text_times_compare_like_parsed_times(text: str, inside: bool) -> None:
+    window = TimeWindow(T0, T0 + dt.timedelta(hours=1))
+    assert window.contains_text(text) is inside
+    assert window.contains(parse_time(text, "t")) is inside
+
+
+def test_mixed_fast_and_general_records_count_the_same(tmp_path: pathlib.Path) -> None:
+    window = TimeWindow(T0, T0 + dt.timedelta(hours=1))
+    lines = [
+        _line(capture_record([[1.0, 2, "red"]], T0)),  # the inlined path
+        _line(capture_record([[1.0, 2, "red"], [2.0, 3, "blue"]], T0)),  # two rows: general path
+        _line(capture_record([[1.0, 2]], T0)),  # wrong column count on the inlined path
+        _line(capture_record([[1.0, 2, "red"]], T0 - dt.timedelta(hours=2))),  # outside
+        b"",
+        b"garbage",
+    ]
+    analyzer = _analyze(lines, window)
+    counts = analyzer.counts
+    assert (counts.lines_read, counts.records_in_window, counts.records_outside_window) == (5, 3, 1)
+    assert (counts.rows_seen, counts.rows_analyzed, counts.rows_wrong_column_count) == (4, 3, 1)
+    assert dict(counts.column_counts) == {3: 3, 2: 1}
+    assert dict(counts.skipped) == {"corrupt_line": 1}
