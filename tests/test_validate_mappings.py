@@ -35,9 +35,7 @@ def _doc(statements: list[dict[str, Any]]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-TRUST = _doc(
-    [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-)
+TRUST = _doc([{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}])
 READ_MODELS = _doc(
     [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{BUCKET}/*"]},
@@ -82,7 +80,12 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 _DELETE = object()
 
 EXAMPLES: dict[str, Example] = {
-    "aws:s3/bucket:Bucket": ({"bucket": BUCKET, "forceDestroy": False}, _set("bucket", "Models_Bucket"), "bucket", "bucket name"),
+    "aws:s3/bucket:Bucket": (
+        {"bucket": BUCKET, "forceDestroy": False},
+        _set("bucket", "Models_Bucket"),
+        "bucket",
+        "bucket name",
+    ),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
         {
             "bucket": BUCKET,
@@ -505,7 +508,9 @@ EXAMPLES: dict[str, Example] = {
 def _plan(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {
         "stack": "example",
-        "resources": [{"type": typ, "name": "example", "parent": None, "custom": True, "inputs": inputs, "options": {}}],
+        "resources": [
+            {"type": typ, "name": "example", "parent": None, "custom": True, "inputs": inputs, "options": {}}
+        ],
         "outputs": {"region": REGION},
     }
 

@@ -62,12 +62,12 @@ IAM_ALLOWLIST: dict[str, str] = {
     "cloudwatch:ListMetrics": "list calls have no resource-level permissions",
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls of AWS-owned images; scoped by repository where ours",
 }
-# Findings that do not apply to a kind of document: (kind, issue, text in the detail) -> reason.
+# Findings that do not apply to a kind of document ("*": any kind): (kind, issue, text in the detail) -> reason.
 IAM_IGNORED_FINDINGS: dict[tuple[str, str, str], str] = {
-    ("key", "RESOURCE_STAR", ""): "in a key policy Resource '*' means the key the policy is attached to",
-    ("trust", "RESOURCE_STAR", ""): "a trust policy's resource is the role it belongs to (audited with '*' put in)",
-    ("repository", "RESOURCE_STAR", ""): "an ECR repository policy's resource is its repository ('*' put in)",
-    ("resource", "RESOURCE_STAR", ""): "left to the wildcard audit, which knows a Deny only narrows access",
+    ("*", "RESOURCE_STAR", ""): (
+        "Resource '*' is decided by the wildcard audit here: IAM_ALLOWLIST for Allow statements; a Deny only narrows"
+        " access; in key, trust and repository policies '*' is the key, role or repository the policy is attached to"
+    ),
 }
 # Kinds whose statements name no Resource because the document is attached to it. parliament stops at a statement
 # without one, so they are audited with Resource "*" put in, which keeps its action checks.
@@ -140,7 +140,8 @@ def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str
     policy = _parliament().analyze_policy_string(text)
     for finding in policy.findings:
         if any(
-            (k, issue) == (kind, finding.issue) and text in str(finding.detail) for k, issue, text in IAM_IGNORED_FINDINGS
+            k in ("*", kind) and issue == finding.issue and text in str(finding.detail)
+            for k, issue, text in IAM_IGNORED_FINDINGS
         ):
             continue
         where = finding.location.get("string", "") if isinstance(finding.location, dict) else ""
@@ -373,10 +374,28 @@ class TypeCoverage:
         return self.checked + self.deploy_checked + self.deploy_skipped + self.not_sent + self.unmapped
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """One checked value and the constraints it was checked against (what tests mutate to prove each check)."""
+
+    type: str
+    name: str
+    path: str
+    value: Any
+    aws: str
+    kind: str  # botocore type: string, integer, boolean...
+    enum: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    deploy_time: bool = False
+    required: bool = False  # AWS requires the member (deleting it must be caught)
+
+
 @dataclass
 class Report:
     stack: str
     violations: list[Violation] = field(default_factory=list)
+    leaves: list[Leaf] = field(default_factory=list)
     coverage: dict[str, TypeCoverage] = field(default_factory=dict)
     uncovered_types: dict[str, int] = field(default_factory=dict)  # AWS types with no mapping -> resource count
     non_aws: int = 0  # components, providers, pulumi:* resources
@@ -429,6 +448,25 @@ class _Resource:
     mapping: ResourceMapping
     unknowns: set[str]
     counts: TypeCoverage
+    required_paths: set[str] = field(default_factory=set)
+
+    def leaf(self, path: str, value: Any, shape: Shape, aws: str, deploy_time: bool) -> None:
+        meta = metadata(shape)
+        self.report.leaves.append(
+            Leaf(
+                self.type,
+                self.name,
+                path,
+                value,
+                aws,
+                shape.type_name,
+                tuple(enum_values(shape)),
+                meta.get("min"),
+                meta.get("max"),
+                deploy_time,
+                path in self.required_paths,
+            )
+        )
 
     def fail(self, path: str, value: Any, allowed: str, source: str) -> None:
         self.report.violations.append(Violation(self.report.stack, self.type, self.name, path, value, allowed, source))
@@ -469,6 +507,14 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
             _check_tags(res, child, shown)
             continue
         target = resolve_child(res.mapping, shape, ppath, key)
+        if (
+            target is not None
+            and not target.redirected
+            and "." not in target.member
+            and target.member in required_members(item_shape(shape))
+            and _join(_strip_indices(aws.partition(".")[2]), target.member) not in res.mapping.provided
+        ):
+            res.required_paths.add(shown)  # deleting this input must be caught
         if target is None:
             if full in res.mapping.rules:
                 _check_rule(res, full, shown, child)
@@ -573,6 +619,7 @@ def _check_scalar(res: _Resource, value: Any, shape: Shape, path: str, ppath: st
     document_kind = res.mapping.documents.get(ppath)
     # A document written by the program stays the program's, even where it quotes a generated ARN.
     unknown = res.deploy_time(value) and policy_kind is None and document_kind is None
+    res.leaf(path, value, shape, source, unknown)
     if (policy_kind is not None or document_kind is not None) and isinstance(value, dict | list):
         value = json.dumps(value)
     if kind in ("string", "blob", "timestamp"):

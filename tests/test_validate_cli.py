@@ -1,0 +1,68 @@
+"""`python -m tools.validate PLAN...`: exit status, violations on stderr, the coverage line on stdout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.plan import Plan
+from tools.validate import main
+
+
+def _write(tmp_path: Path, data: dict[str, object], name: str = "dev.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_valid_plan_exits_0_and_prints_coverage(
+    dev_plan: Plan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, dev_plan.as_json())
+    assert main([str(path), "--table"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("validate dev: 0 violation(s); ")
+    assert "aws:s3/bucket:Bucket" in out.out
+    assert out.err == ""
+
+
+def test_violation_exits_1_naming_stack_resource_field_value_and_allowed(
+    dev_plan: Plan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = dev_plan.as_json()
+    data = json.loads(json.dumps(data))
+    ownership = next(
+        r for r in data["resources"] if r["type"].endswith("bucketOwnershipControls:BucketOwnershipControls")
+    )
+    ownership["inputs"]["rule"]["objectOwnership"] = "BucketOwnerEnforcd"
+    path = _write(tmp_path, data)
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"dev: aws:s3/bucketOwnershipControls:BucketOwnershipControls {ownership['name']}: rule.objectOwnership = "
+        '"BucketOwnerEnforcd"; allowed: one of BucketOwnerPreferred, ObjectWriter, BucketOwnerEnforced '
+        "[s3 PutBucketOwnershipControls.OwnershipControls.Rules[0].ObjectOwnership]"
+    ) in err
+
+
+def test_unmapped_aws_type_is_reported_and_fails_only_with_strict_coverage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = {
+        "stack": "dev",
+        "resources": [
+            {"type": "aws:ec2/vpc:Vpc", "name": "vpc", "parent": None, "custom": True, "inputs": {}, "options": {}}
+        ],
+        "outputs": {},
+    }
+    path = _write(tmp_path, data)
+    assert main([str(path)]) == 0
+    assert "NOT COVERED: aws:ec2/vpc:Vpc" in capsys.readouterr().out
+    assert main([str(path), "--strict-coverage"]) == 1
+
+
+def test_missing_plan_file_exits_2_saying_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope.json")]) == 2
+    assert "python -m tools.plan --stack" in capsys.readouterr().err

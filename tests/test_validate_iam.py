@@ -1,0 +1,95 @@
+"""IAM policy audit: parliament's findings, the wildcard rules and the documented exceptions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tools.validate import IAM_ALLOWLIST, _privileges, audit_policy
+
+BUCKET_OBJECTS = "arn:aws:s3:::mlplatform-dev-models-1a2b3c4/*"
+
+
+def _doc(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _allow(actions: list[str], resources: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def test_scoped_identity_policy_passes() -> None:
+    assert audit_policy(_doc(_allow(["s3:GetObject", "s3:PutObject"], [BUCKET_OBJECTS])), "identity") == []
+
+
+@pytest.mark.parametrize("action", ["ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"])
+def test_allowlisted_actions_may_use_resource_star(action: str) -> None:
+    assert audit_policy(_doc(_allow([action], "*")), "identity") == []
+
+
+def test_resource_star_for_an_action_with_resource_level_permissions_is_refused() -> None:
+    problems = audit_policy(_doc(_allow(["s3:GetObject", "ecr:GetAuthorizationToken"], "*")), "identity")
+    assert [(where, value) for where, value, _ in problems] == [("Statement[0].Resource", "*")]
+    assert "s3:GetObject" in problems[0][2]
+
+
+def test_wildcard_action_is_refused_in_an_allow() -> None:
+    problems = audit_policy(_doc(_allow(["s3:*"], [BUCKET_OBJECTS])), "identity")
+    assert ("Statement[0].Action", "s3:*", "named actions, not a wildcard") in problems
+
+
+def test_wildcards_in_a_deny_only_narrow_access_and_pass() -> None:
+    deny = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [BUCKET_OBJECTS],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    assert audit_policy(_doc(deny), "resource") == []
+
+
+def test_misspelled_action_and_unknown_service_are_named() -> None:
+    problems = audit_policy(_doc(_allow(["s3:GetObjcet", "sagemkr:CreateModel"], [BUCKET_OBJECTS])), "identity")
+    found = {(where, value) for where, value, _ in problems}
+    assert ("IAM UNKNOWN_ACTION", "s3:GetObjcet") in found
+    assert ("IAM UNKNOWN_PREFIX", "sagemkr:CreateModel") in found
+
+
+def test_action_whose_resource_cannot_match_is_named_with_the_format_it_needs() -> None:
+    problems = audit_policy(_doc(_allow(["s3:GetObject"], ["arn:aws:s3:::mlplatform-dev-models-1a2b3c4"])), "identity")
+    assert len(problems) == 1
+    where, _, allowed = problems[0]
+    assert where == "IAM RESOURCE_MISMATCH"
+    assert "s3:GetObject needs arn:*:s3:::*/*" in allowed
+
+
+def test_trust_policy_needs_no_resource_but_its_action_is_checked() -> None:
+    trust = {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    assert audit_policy(_doc(trust), "trust") == []
+    misspelled = {**trust, "Action": "sts:AssumeRol"}
+    assert [(w, v) for w, v, _ in audit_policy(_doc(misspelled), "trust")] == [("IAM UNKNOWN_ACTION", "sts:AssumeRol")]
+
+
+def test_default_key_policy_granting_the_account_root_passes() -> None:
+    root = {
+        "Sid": "EnableIAMUserPermissions",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    assert audit_policy(_doc(root), "key") == []
+
+
+def test_malformed_json_is_a_problem_not_a_crash() -> None:
+    problems = audit_policy('{"Version": "2012-10-17", "Statement": [', "identity")
+    assert len(problems) == 1 and problems[0][2].startswith("a JSON policy document")
+
+
+@pytest.mark.parametrize("action", sorted(IAM_ALLOWLIST))
+def test_every_allowlisted_action_exists_in_iam(action: str) -> None:
+    assert _privileges(action), f"{action} in IAM_ALLOWLIST is not an IAM action"

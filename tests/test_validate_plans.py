@@ -1,0 +1,152 @@
+"""The committed dev and prod plans pass the validator, and mutations of their real resources are caught.
+
+The mutations pick whatever resource in the plan carries the constraint (an enum, a numeric range, a required
+member, an ARN, an IAM action, a length limit), so they keep proving the checks as the program grows.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tools.mocks import MOCK_ACCOUNT_ID
+from tools.plan import Plan
+from tools.validate import Leaf, Report, Violation, validate_plan
+
+_DELETE = object()
+
+
+def _report(plan: Plan) -> Report:
+    return validate_plan(plan)
+
+
+def _mutate(plan: Plan, leaf: Leaf, value: Any) -> dict[str, Any]:
+    """The plan as JSON with the input at `leaf.path` of `leaf`'s resource set to `value` (or deleted)."""
+    data = copy.deepcopy(plan.as_json())
+    resource = next(r for r in data["resources"] if r["type"] == leaf.type and r["name"] == leaf.name)
+    node: Any = resource["inputs"]
+    parts = [p for p in re.split(r"\.|(\[\d+\])", leaf.path) if p]
+    for part in parts[:-1]:
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    last = parts[-1]
+    key: Any = int(last[1:-1]) if last.startswith("[") else last
+    if value is _DELETE:
+        del node[key]
+    else:
+        node[key] = value
+    return data
+
+
+def _pick(plan: Plan, what: str, wanted: Callable[[Leaf], bool]) -> Leaf:
+    leaves = [leaf for leaf in _report(plan).leaves if wanted(leaf)]
+    if not leaves:
+        pytest.fail(f"the {plan.stack} plan has no value with {what} to mutate")
+    return leaves[0]
+
+
+def _caught(data: dict[str, Any], leaf: Leaf, path: str | None = None) -> list[Violation]:
+    report = validate_plan(data)
+    hits = [
+        v
+        for v in report.violations
+        if v.type == leaf.type and v.name == leaf.name and v.path.lower().startswith((path or leaf.path).lower())
+    ]
+    assert hits, f"mutation of {leaf.type} {leaf.name} {leaf.path} not caught: {[str(v) for v in report.violations]}"
+    for v in hits:
+        assert str(v).startswith(f"{data['stack']}: {leaf.type} {leaf.name}: ")
+    return hits
+
+
+def _is_document(leaf: Leaf) -> bool:
+    return isinstance(leaf.value, str) and leaf.value.lstrip().startswith("{")
+
+
+def test_committed_plan_passes_with_every_aws_type_covered(any_plan: Plan) -> None:
+    report = _report(any_plan)
+    assert [str(v) for v in report.violations] == []
+    assert report.uncovered_types == {}
+    total = report.total()
+    assert total.unmapped == 0
+    assert total.checked > 0
+    assert report.coverage_line().startswith(f"validate {any_plan.stack}: 0 violation(s); ")
+
+
+def test_coverage_counts_every_aws_resource_and_nothing_else(any_plan: Plan) -> None:
+    report = _report(any_plan)
+    aws = [r for r in any_plan.resources if r["custom"] and r["type"].startswith(("aws:", "docker-build:"))]
+    assert report.total().resources == len(aws)
+    assert report.non_aws == len(any_plan.resources) - len(aws)
+    assert set(report.coverage) == {r["type"] for r in aws}
+
+
+def test_mock_fills_count_as_deploy_time_and_config_values_do_not(any_plan: Plan) -> None:
+    leaves = [leaf for leaf in _report(any_plan).leaves if isinstance(leaf.value, str) and not _is_document(leaf)]
+    with_account = [leaf for leaf in leaves if MOCK_ACCOUNT_ID in leaf.value]
+    assert with_account, "expected ARNs from other resources in the plan"
+    assert all(leaf.deploy_time for leaf in with_account)
+    enums = [leaf for leaf in leaves if leaf.enum]
+    assert enums and not any(leaf.deploy_time for leaf in enums)
+
+
+def test_bad_enum_value_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(any_plan, "an enum", lambda x: bool(x.enum) and not x.deploy_time and x.kind == "string")
+    bad = str(leaf.value) + "X"
+    (hit,) = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
+    assert hit.path == leaf.path
+    assert hit.allowed == "one of " + ", ".join(leaf.enum)
+
+
+def test_out_of_range_number_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(any_plan, "a numeric maximum", lambda x: x.kind in ("integer", "long") and x.max is not None)
+    assert leaf.max is not None
+    bad = float(leaf.max) + 1
+    hits = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
+    assert any(v.allowed.endswith(f"to {leaf.max}") or v.allowed == f"at most {leaf.max}" for v in hits)
+
+
+def test_missing_required_field_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(any_plan, "a required member", lambda x: x.required)
+    hits = _caught(_mutate(any_plan, leaf, _DELETE), leaf)
+    member = leaf.aws.rsplit(".", 1)[-1]
+    assert any(v.allowed == f"{member} is required" and v.value is None for v in hits)
+
+
+def test_malformed_arn_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(
+        any_plan,
+        "an ARN",
+        lambda x: isinstance(x.value, str) and x.value.startswith("arn:") and not _is_document(x),
+    )
+    bad = str(leaf.value).replace(MOCK_ACCOUNT_ID, "1234")
+    assert bad != leaf.value
+    hits = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
+    assert any("ARN" in v.allowed for v in hits)
+
+
+def test_misspelled_iam_action_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(any_plan, "an IAM policy", lambda x: _is_document(x) and '"Action"' in str(x.value))
+    document = json.loads(str(leaf.value))
+    statement = document["Statement"][0]
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    prefix = actions[0].split(":")[0]
+    misspelled = f"{prefix}:GetObjcet"
+    statement["Action"] = [misspelled, *actions[1:]]
+    hits = _caught(_mutate(any_plan, leaf, json.dumps(document)), leaf)
+    assert any(v.path == f"{leaf.path} IAM UNKNOWN_ACTION" and v.value == misspelled for v in hits)
+
+
+def test_string_too_long_is_caught(any_plan: Plan) -> None:
+    leaf = _pick(
+        any_plan,
+        "a length limit",
+        lambda x: x.kind == "string" and x.max is not None and not x.deploy_time and not _is_document(x),
+    )
+    assert leaf.max is not None
+    bad = "x" * (int(leaf.max) + 1)
+    hits = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
+    assert any(v.allowed.endswith(f"characters (has {len(bad)})") for v in hits)
