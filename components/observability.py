@@ -1,8 +1,10 @@
 """`EndpointObservability`: the alarm topic, the CloudWatch alarms and the dashboard of one SageMaker endpoint.
 
 Alarms watch the whole endpoint (all fleets) and notify people; the rollback alarms that watch a new fleet during
-a blue/green rollout live with the endpoint (DESIGN decision 3). Drift alarms read the metrics both monitor
-backends publish (`monitoring/metrics_contract.py`).
+a blue/green rollout live with the endpoint (DESIGN decision 3). With the `pipeline` monitor, drift and monitor
+failures are alarms on the metrics our monitor image and SageMaker Pipelines publish (`monitoring/metrics_contract.py`);
+Model Monitor's built-in analyzer publishes only per-feature metrics, so with `model-monitor` they are EventBridge
+rules on its runs' state changes, which notify the same topic.
 """
 
 from __future__ import annotations
@@ -170,23 +172,26 @@ def topic_policy(topic_arn: str, account_id: str, partition: str, region: str, r
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def monitoring_job_failed_pattern(schedule_arn: str) -> str:
-    """EventBridge pattern: a processing job that Model Monitor started for our schedule failed.
+def monitoring_run_pattern(schedule_arn: str, outcome: str) -> str:
+    """EventBridge pattern: a run Model Monitor started for our schedule `failed` or found `violations`.
 
     SageMaker emits "SageMaker Processing Job State Change" events whose detail is the DescribeProcessingJob
-    response, which carries `MonitoringScheduleArn` for monitoring runs. Model Monitor publishes no CloudWatch
-    metric for failed executions, so this event is the signal. ARNs of SageMaker resources are lower-cased,
-    hence the case-insensitive match.
+    response: `MonitoringScheduleArn` names the schedule of a monitoring run, and `ExitMessage` carries the
+    container's /opt/ml/output/message, which starts with `CompletedWithViolations` when drift was found.
+    The built-in analyzer publishes per-feature metrics only, no violation count and no failure metric, so
+    these events are the signals for the `model-monitor` backend. SageMaker lower-cases resource names in
+    ARNs, hence the case-insensitive match.
     """
+    detail: dict[str, Any] = {"MonitoringScheduleArn": [{"equals-ignore-case": schedule_arn}]}
+    if outcome == "failed":
+        detail["ProcessingJobStatus"] = ["Failed"]
+    elif outcome == "violations":
+        detail["ProcessingJobStatus"] = ["Completed"]
+        detail["ExitMessage"] = [{"prefix": "CompletedWithViolations"}]
+    else:
+        raise ValueError(f"monitoring run outcome {outcome!r}: allowed are 'failed' and 'violations'")
     return json.dumps(
-        {
-            "source": ["aws.sagemaker"],
-            "detail-type": ["SageMaker Processing Job State Change"],
-            "detail": {
-                "ProcessingJobStatus": ["Failed"],
-                "MonitoringScheduleArn": [{"equals-ignore-case": schedule_arn}],
-            },
-        }
+        {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Processing Job State Change"], "detail": detail}
     )
 
 
@@ -301,30 +306,19 @@ def dashboard_body(
                 yAxis={"left": {"min": 0, "max": 1}},
             )
         )
+    if monitor_backend == "pipeline":
+        # Our monitor image publishes a violation count and the rows it analyzed; the built-in analyzer does not.
+        monitor_dims = [contract.ENDPOINT_DIMENSION, endpoint_name, contract.SCHEDULE_DIMENSION, schedule_name]
         run_metrics: list[list[Any]] = [
+            [contract.METRIC_NAMESPACE, contract.VIOLATIONS_METRIC, *monitor_dims, {"stat": "Maximum"}],
             [
                 contract.METRIC_NAMESPACE,
-                contract.VIOLATIONS_METRIC,
-                contract.ENDPOINT_DIMENSION,
-                endpoint_name,
-                contract.SCHEDULE_DIMENSION,
-                schedule_name,
-                {"stat": "Maximum"},
-            ]
+                contract.RECORDS_ANALYZED_METRIC,
+                *monitor_dims,
+                {"stat": "Sum", "yAxis": "right"},
+            ],
+            [PIPELINE_NAMESPACE, "ExecutionFailed", "PipelineName", pipeline_name, {"stat": "Sum"}],
         ]
-        if monitor_backend == "pipeline":
-            run_metrics += [
-                [
-                    contract.METRIC_NAMESPACE,
-                    contract.RECORDS_ANALYZED_METRIC,
-                    contract.ENDPOINT_DIMENSION,
-                    endpoint_name,
-                    contract.SCHEDULE_DIMENSION,
-                    schedule_name,
-                    {"stat": "Sum", "yAxis": "right"},
-                ],
-                [PIPELINE_NAMESPACE, "ExecutionFailed", "PipelineName", pipeline_name, {"stat": "Sum"}],
-            ]
         widgets.append(graph("Monitor runs: violations, rows analyzed, failures", run_metrics, 17, width, period=3600))
     return json.dumps({"widgets": widgets}, sort_keys=True)
 
@@ -392,15 +386,19 @@ class EndpointObservability(pulumi.ComponentResource):
             schedule_arn = pulumi.Output.all(partition, account_id, args.get("monitor_schedule_name", "")).apply(
                 lambda v: f"arn:{v[0]}:sagemaker:{region}:{v[1]}:monitoring-schedule/{v[2]}"
             )
-            rule = aws.cloudwatch.EventRule(
-                f"{name}-monitor-failed",
-                name=alarm_name(endpoint, "monitor-failed"),
-                description=f"A Model Monitor run of endpoint {endpoint} failed",
-                event_pattern=schedule_arn.apply(monitoring_job_failed_pattern),
-                opts=child,
-            )
-            aws.cloudwatch.EventTarget(f"{name}-monitor-failed-topic", rule=rule.name, arn=topic.arn, opts=child)
-            rule_arns.append(rule.arn)
+            for kind, outcome, what in (
+                ("monitor-failed", "failed", "failed"),
+                ("drift-violations", "violations", "found constraint violations (see its report)"),
+            ):
+                rule = aws.cloudwatch.EventRule(
+                    f"{name}-{kind}-rule",
+                    name=alarm_name(endpoint, kind),
+                    description=f"A Model Monitor run of endpoint {endpoint} {what}",
+                    event_pattern=schedule_arn.apply(lambda arn, o=outcome: monitoring_run_pattern(arn, o)),
+                    opts=child,
+                )
+                aws.cloudwatch.EventTarget(f"{name}-{kind}-topic", rule=rule.name, arn=topic.arn, opts=child)
+                rule_arns.append(rule.arn)
 
         topic_policy_resource = aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
@@ -574,8 +572,9 @@ class EndpointObservability(pulumi.ComponentResource):
                 datapoints_to_alarm=settings.evaluation_periods,
             )
 
-        backend = args["monitor_backend"]
-        if backend == "none":
+        if args["monitor_backend"] != "pipeline":
+            # Model Monitor's built-in analyzer publishes no violation count and no failure metric: its
+            # drift and failure signals are the EventBridge rules above.
             return created
         monitor_dims = {
             contract.ENDPOINT_DIMENSION: endpoint,
@@ -596,37 +595,36 @@ class EndpointObservability(pulumi.ComponentResource):
             evaluation_periods=1,
             datapoints_to_alarm=1,
         )
-        if backend == "pipeline":
-            alarm(
-                "monitor-failed",
-                f"An execution of the drift pipeline of {endpoint} failed",
-                namespace=PIPELINE_NAMESPACE,
-                metric_name="ExecutionFailed",
-                dimensions={"PipelineName": args.get("monitor_pipeline_name", "")},
-                statistic="Sum",
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                threshold=1,
-                treat_missing_data="notBreaching",
-                period=MONITOR_PERIOD_SECONDS,
-                evaluation_periods=1,
-                datapoints_to_alarm=1,
-            )
-            alarm(
-                "monitor-silent",
-                f"The drift monitor of {endpoint} published nothing for two hours (schedule or run not working)",
-                namespace=contract.METRIC_NAMESPACE,
-                metric_name=contract.RECORDS_ANALYZED_METRIC,
-                dimensions=monitor_dims,
-                statistic="SampleCount",
-                comparison_operator="LessThanThreshold",
-                threshold=1,
-                # Every run publishes records_analyzed (0 when the hour had no traffic); no datapoint means no
-                # run, which must alarm.
-                treat_missing_data="breaching",
-                period=MONITOR_PERIOD_SECONDS,
-                evaluation_periods=2,
-                datapoints_to_alarm=2,
-            )
+        alarm(
+            "monitor-failed",
+            f"An execution of the drift pipeline of {endpoint} failed",
+            namespace=PIPELINE_NAMESPACE,
+            metric_name="ExecutionFailed",
+            dimensions={"PipelineName": args.get("monitor_pipeline_name", "")},
+            statistic="Sum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            treat_missing_data="notBreaching",
+            period=MONITOR_PERIOD_SECONDS,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+        )
+        alarm(
+            "monitor-silent",
+            f"The drift monitor of {endpoint} published nothing for two hours (schedule or run not working)",
+            namespace=contract.METRIC_NAMESPACE,
+            metric_name=contract.RECORDS_ANALYZED_METRIC,
+            dimensions=monitor_dims,
+            statistic="SampleCount",
+            comparison_operator="LessThanThreshold",
+            threshold=1,
+            # Every run publishes records_analyzed (0 when the hour had no traffic); no datapoint means no
+            # run, which must alarm.
+            treat_missing_data="breaching",
+            period=MONITOR_PERIOD_SECONDS,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+        )
         return created
 
 

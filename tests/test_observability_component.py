@@ -170,15 +170,14 @@ def test_idle_endpoint_alarm_treats_silence_as_breaching() -> None:
 
 
 def test_drift_alarm_watches_the_monitor_metric_contract() -> None:
-    for backend in ("pipeline", "model-monitor"):
-        alarm = _alarms(_plan(backend))["drift-violations"]
-        assert alarm["namespace"] == contract.METRIC_NAMESPACE
-        assert alarm["metricName"] == contract.VIOLATIONS_METRIC
-        assert alarm["dimensions"] == {
-            contract.ENDPOINT_DIMENSION: ENDPOINT,
-            contract.SCHEDULE_DIMENSION: f"{ENDPOINT}-drift",
-        }
-        assert (alarm["comparisonOperator"], alarm["threshold"], alarm["period"]) == ("GreaterThanThreshold", 0, 3600)
+    alarm = _alarms(_plan("pipeline"))["drift-violations"]
+    assert alarm["namespace"] == contract.METRIC_NAMESPACE
+    assert alarm["metricName"] == contract.VIOLATIONS_METRIC
+    assert alarm["dimensions"] == {
+        contract.ENDPOINT_DIMENSION: ENDPOINT,
+        contract.SCHEDULE_DIMENSION: f"{ENDPOINT}-drift",
+    }
+    assert (alarm["comparisonOperator"], alarm["threshold"], alarm["period"]) == ("GreaterThanThreshold", 0, 3600)
 
 
 def test_pipeline_monitor_failures_and_silence_alarm() -> None:
@@ -194,22 +193,36 @@ def test_pipeline_monitor_failures_and_silence_alarm() -> None:
     assert (silent["period"], silent["evaluationPeriods"]) == (3600, 2)
 
 
-def test_model_monitor_failures_notify_through_an_event_rule() -> None:
+def _rules(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {
+        r["inputs"]["name"].removeprefix(f"{ENDPOINT}-"): json.loads(r["inputs"]["eventPattern"])
+        for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")
+    }
+
+
+def test_model_monitor_failures_and_violations_notify_through_event_rules() -> None:
     plan = _plan("model-monitor")
-    assert "monitor-failed" not in _alarms(plan)
-    rule = plan.one("aws:cloudwatch/eventRule:EventRule")["inputs"]
-    pattern = json.loads(rule["eventPattern"])
-    assert pattern["detail-type"] == ["SageMaker Processing Job State Change"]
-    assert pattern["detail"]["ProcessingJobStatus"] == ["Failed"]
-    assert pattern["detail"]["MonitoringScheduleArn"] == [
-        {"equals-ignore-case": f"arn:aws:sagemaker:us-east-1:{MOCK_ACCOUNT_ID}:monitoring-schedule/{ENDPOINT}-drift"}
-    ]
-    target = plan.one("aws:cloudwatch/eventTarget:EventTarget")["inputs"]
-    assert target["arn"] == TOPIC_ARN
+    # The built-in analyzer publishes no violation count and no failure metric: no alarms on them.
+    assert not {"drift-violations", "monitor-failed", "monitor-silent"} & set(_alarms(plan))
+    rules = _rules(plan)
+    assert set(rules) == {"monitor-failed", "drift-violations"}
+    schedule_arn = f"arn:aws:sagemaker:us-east-1:{MOCK_ACCOUNT_ID}:monitoring-schedule/{ENDPOINT}-drift"
+    for pattern in rules.values():
+        assert pattern["source"] == ["aws.sagemaker"]
+        assert pattern["detail-type"] == ["SageMaker Processing Job State Change"]
+        assert pattern["detail"]["MonitoringScheduleArn"] == [{"equals-ignore-case": schedule_arn}]
+    assert rules["monitor-failed"]["detail"]["ProcessingJobStatus"] == ["Failed"]
+    assert rules["drift-violations"]["detail"]["ProcessingJobStatus"] == ["Completed"]
+    assert rules["drift-violations"]["detail"]["ExitMessage"] == [{"prefix": "CompletedWithViolations"}]
+    targets = plan.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert [t["inputs"]["arn"] for t in targets] == [TOPIC_ARN, TOPIC_ARN]
     policy = json.loads(plan.one("aws:sns/topicPolicy:TopicPolicy")["inputs"]["policy"])
     events = [s for s in policy["Statement"] if s.get("Sid") == "MonitorFailureRulePublishes"]
     assert events[0]["Principal"] == {"Service": "events.amazonaws.com"}
-    assert events[0]["Condition"]["ArnEquals"]["aws:SourceArn"][0].endswith(f":eventRule/{ENDPOINT}-monitor-failed")
+    assert sorted(a.rsplit("/", 1)[1] for a in events[0]["Condition"]["ArnEquals"]["aws:SourceArn"]) == [
+        f"{ENDPOINT}-drift-violations",
+        f"{ENDPOINT}-monitor-failed",
+    ]
 
 
 def test_backend_none_has_no_drift_or_monitor_alarms() -> None:
@@ -367,3 +380,9 @@ def test_drift_monitor_without_schedule_name_is_refused() -> None:
     args["endpoint_name"] = "bad_name"
     with pytest.raises(ValueError, match="letters, digits and hyphens"):
         _validate(args)
+
+
+def test_model_monitor_dashboard_shows_drift_but_no_run_metrics_it_never_publishes() -> None:
+    titles = [w["properties"].get("title") for w in _dashboard(_plan("model-monitor"))["widgets"]]
+    assert "Drift from the baseline per feature (hourly)" in titles
+    assert "Monitor runs: violations, rows analyzed, failures" not in titles
