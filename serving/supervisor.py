@@ -7,6 +7,7 @@ worker that dies after loading, and on SIGTERM passes the signal on and exits wh
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ log = logging.getLogger("serving")
 
 STARTUP_ERROR_EXIT = 2
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_PR_SET_PDEATHSIG = 1
 
 
 def _listen(settings: ServeSettings) -> socket.socket:
@@ -37,12 +39,14 @@ def _listen(settings: ServeSettings) -> socket.socket:
 def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int) -> int:
     # Signals stay blocked across the fork so the child never runs the parent's handler.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _stop_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             code = run_worker(sock, settings, metrics, index)
         except BaseException:
@@ -53,6 +57,17 @@ def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMe
             os._exit(code)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     return pid
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask Linux to send this worker SIGTERM when the parent dies, so a killed parent leaves no orphans."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: orphans are then possible, nothing else changes
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(settings: ServeSettings) -> int:

@@ -155,3 +155,29 @@ def test_the_serve_command_is_required() -> None:
     result = run_to_exit(["train"], {})
     assert result.returncode == 2
     assert "expected the command 'serve', got 'train'" in result.stderr
+
+
+def test_workers_stop_when_the_parent_is_killed(model_dir: Path, tmp_path: Path) -> None:
+    server = ServerProcess(model_dir, tmp_path / "log", workers=2)
+    try:
+        server.wait_until(200)
+        pid = server.process.pid
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        assert len(children) == 2
+        server.process.kill()
+        server.process.wait(10)
+        deadline = time.monotonic() + 20
+        alive = children
+        while alive and time.monotonic() < deadline:
+            alive = [c for c in alive if Path(f"/proc/{c}").exists() and "zombie" not in _state(c)]
+            time.sleep(0.05)
+        assert alive == [], "workers outlived their killed parent"
+    finally:
+        server.terminate()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
