@@ -211,3 +211,29 @@ def test_demo_data_trains_to_the_acceptance_auc(tmp_path: Path) -> None:
     validation = pd.read_csv(ml.channel("validation") / "validation.csv")
     assert len(validation) == 114
     assert validation["label"].value_counts().to_dict() == {"benign": 72, "malignant": 42}
+
+
+def test_parquet_channels_train_with_inferred_column_types(tmp_path: Path) -> None:
+    ml = MLRoot(tmp_path)
+    frame = synthetic_frame(600, numeric=3, categorical=1, seed=5)
+    frame["label"] = frame["label"].astype(int)  # Parquet keeps the integer type; classes become its text
+    frame["count"] = np.arange(len(frame)) % 7
+    train, validation = split_frame(frame, seed=5)
+    write_layout(ml, train, validation, {"epochs": "2", "hidden_units": "16", "num_threads": "1"})
+    for channel, part in (("train", train), ("validation", validation)):
+        (ml.channel(channel) / f"{channel}.csv").unlink()
+        half = len(part) // 2
+        part.iloc[:half].to_parquet(ml.channel(channel) / "part-0.parquet")
+        part.iloc[half:].to_parquet(ml.channel(channel) / "part-1.parquet")
+    assert main(["train", "--ml-root", str(ml.root)]) == 0
+    manifest = _json(ml.model / "manifest.json")
+    types = {f["name"]: f["type"] for f in manifest["features"]}
+    assert types == {
+        "num_0": "numeric",
+        "num_1": "numeric",
+        "num_2": "numeric",
+        "cat_0": "categorical",
+        "count": "numeric",
+    }
+    assert manifest["classes"] == ["0", "1"]
+    assert _json(ml.model / "evaluation.json")["validation_rows"] == 120

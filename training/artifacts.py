@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,20 @@ class ExportParityError(Exception):
     """The exported graph does not compute what the trained PyTorch model computes."""
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: an undefined metric (e.g. AUC of a one-class validation split) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(_finite(value), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
