@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import pulumi
 
-from components.settings import PROJECT, ModelSourceSettings, _image_by_digest, _s3_uri, config_key
+from components.outputs import BASELINE_CONSTRAINTS_URI, BASELINE_STATISTICS_URI, MODEL_DATA_URI, SERVING_IMAGE
+from components.settings import PROJECT, ModelSourceSettings, config_key, image_by_digest, s3_uri
 from components.training import ModelTraining
 
-# Stack output names read from the promoted stack (and exported by every stack). They belong in
-# components/outputs.py; kept here until the lead moves them there.
-MODEL_DATA_URI: Final = "modelDataUri"
-BASELINE_STATISTICS_URI: Final = "baselineStatisticsUri"
-BASELINE_CONSTRAINTS_URI: Final = "baselineConstraintsUri"
-SERVING_IMAGE: Final = "servingImage"
+__all__ = [
+    "BASELINE_CONSTRAINTS_URI",
+    "BASELINE_STATISTICS_URI",
+    "MODEL_DATA_URI",
+    "SERVING_IMAGE",
+    "ModelArtifacts",
+    "ModelSourceError",
+    "check_stack_outputs",
+    "resolve_model_artifacts",
+]
 
 
 class ModelSourceError(ValueError):
@@ -52,14 +57,14 @@ class ModelArtifacts:
 
 
 def _prefix_uri(value: str) -> str:
-    _s3_uri(value)
+    s3_uri(value)
     if not value.endswith("/"):
         raise ValueError(f"must be an S3 prefix ending with '/', got {value!r}")
     return value
 
 
 def _json_uri(value: str) -> str:
-    _s3_uri(value)
+    s3_uri(value)
     if not value.endswith(".json"):
         raise ValueError(f"must be the S3 URI of a JSON file, got {value!r}")
     return value
@@ -70,7 +75,7 @@ _CHECKS: dict[str, Callable[[str], str]] = {
     MODEL_DATA_URI: _prefix_uri,
     BASELINE_STATISTICS_URI: _json_uri,
     BASELINE_CONSTRAINTS_URI: _json_uri,
-    SERVING_IMAGE: _image_by_digest,
+    SERVING_IMAGE: image_by_digest,
 }
 
 

@@ -98,13 +98,13 @@ def is_gpu_instance(instance_type: str) -> bool:
     return instance_family(instance_type) in _GPU_FAMILIES
 
 
-def _instance_type(value: str) -> str:
+def instance_type(value: str) -> str:
     if not _INSTANCE_TYPE.match(value):
         raise ValueError(f"must be a SageMaker instance type like 'ml.g5.xlarge' or 'ml.c6i.large', got {value!r}")
     return value
 
 
-def _image_by_digest(value: str) -> str:
+def image_by_digest(value: str) -> str:
     if not _IMAGE_BY_DIGEST.match(value):
         raise ValueError(
             f"must be an image reference by digest, 'REGISTRY/REPOSITORY@sha256:<64 hex>', never a tag; got {value!r}"
@@ -112,7 +112,7 @@ def _image_by_digest(value: str) -> str:
     return value
 
 
-def _s3_uri(value: str) -> str:
+def s3_uri(value: str) -> str:
     if not _S3_URI.match(value):
         raise ValueError(f"must be an S3 URI 's3://bucket/prefix', got {value!r}")
     return value
@@ -172,7 +172,7 @@ class ImageSettings(_Section):
         for field in ("training", "serving", "monitoring"):
             value = getattr(self, field)
             if value is not None:
-                _image_by_digest(value)
+                image_by_digest(value)
             elif not self.build:
                 raise ValueError(
                     f"mlplatform:images{field.title()} is required when mlplatform:imagesBuild is false "
@@ -209,7 +209,7 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> TrainingSettings:
-        _instance_type(self.instance_type)
+        instance_type(self.instance_type)
         if self.spot and self.max_wait_seconds <= self.max_runtime_seconds:
             raise ValueError(
                 f"spot training needs mlplatform:trainingMaxWaitSeconds ({self.max_wait_seconds}) greater than "
@@ -254,9 +254,14 @@ class ModelSourceSettings(_Section):
                 raise ValueError(f"model source 'pinned' needs {', '.join(missing)}")
         for uri in (self.data_uri, self.baseline_statistics_uri, self.baseline_constraints_uri):
             if uri is not None:
-                _s3_uri(uri)
+                s3_uri(uri)
+        if self.data_uri is not None and not self.data_uri.endswith("/"):
+            raise ValueError(
+                f"mlplatform:modelDataUri must be the S3 prefix of the model files ending with '/' "
+                f"(SageMaker's S3Prefix rule), got {self.data_uri!r}"
+            )
         if self.serving_image is not None:
-            _image_by_digest(self.serving_image)
+            image_by_digest(self.serving_image)
         return self
 
 
@@ -276,7 +281,7 @@ class EndpointSettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> EndpointSettings:
-        _instance_type(self.instance_type)
+        instance_type(self.instance_type)
         return self
 
 
@@ -399,7 +404,7 @@ class MonitoringSettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> MonitoringSettings:
-        _instance_type(self.instance_type)
+        instance_type(self.instance_type)
         return self
 
 
@@ -417,8 +422,8 @@ class PolicySettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> PolicySettings:
-        for instance_type in self.allowed_gpu_instance_types:
-            _instance_type(instance_type)
+        for allowed in self.allowed_gpu_instance_types:
+            instance_type(allowed)
         blank = [rule for rule, reason in self.exceptions.items() if len(reason.strip()) < 10]
         if blank:
             raise ValueError(

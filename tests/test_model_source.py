@@ -169,15 +169,20 @@ def test_pinned_source_takes_the_configured_values() -> None:
 
 
 def test_pinned_model_prefix_without_trailing_slash_is_refused_naming_the_key() -> None:
-    pinned = ModelSourceSettings(
-        source="pinned",
-        data_uri=DEV_MODEL.rstrip("/"),
-        baseline_statistics_uri=DEV_OUTPUTS[BASELINE_STATISTICS_URI],
-        baseline_constraints_uri=DEV_OUTPUTS[BASELINE_CONSTRAINTS_URI],
-        serving_image=SERVING,
-    )
-    with pytest.raises(ModelSourceError, match=r"mlplatform:modelDataUri must be an S3 prefix ending with '/'"):
-        resolve_model_artifacts("x", pinned)
+    from components.settings import SettingsError, load_settings
+
+    raw = {
+        "aws:region": "us-east-1",
+        "mlplatform:owner": "ml-team",
+        "mlplatform:environment": "dev",
+        "mlplatform:modelSource": "pinned",
+        "mlplatform:modelDataUri": DEV_MODEL.rstrip("/"),
+        "mlplatform:modelBaselineStatisticsUri": DEV_OUTPUTS[BASELINE_STATISTICS_URI],
+        "mlplatform:modelBaselineConstraintsUri": DEV_OUTPUTS[BASELINE_CONSTRAINTS_URI],
+        "mlplatform:modelServingImage": SERVING,
+    }
+    with pytest.raises(SettingsError, match=r"mlplatform:modelDataUri must be the S3 prefix of the model files"):
+        load_settings(raw, "dev")
 
 
 @pytest.mark.parametrize("form", ["train", "stack", "pinned"])

@@ -96,6 +96,8 @@ def run_program(
     mocks = PlatformMocks(region=str(config.get("aws:region", MOCK_REGION)), stack_outputs=stack_outputs)
     monitor = RecordingMonitor(mocks)
     runtime_config.set_all_config(dict(config))
+    # set_mocks creates a root Stack only when none exists; a fresh one keeps one run's exports out of the next.
+    runtime_settings.ROOT.set(None)
     # The SDK's mock monitor is process-global: every run replaces it, so runs never see each other's resources.
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     current: Any = runtime_settings.SETTINGS  # a MockSettings after set_mocks; the SDK types it loosely
@@ -175,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         plan = plan_stack(args.stack, root=args.root.resolve())
-    except SettingsError as exc:
+    except (SettingsError, ValueError) as exc:
+        # Settings errors and the components' own refusals (a bad promoted stack, an unsafe rollout) are
+        # all ValueErrors that name the setting to change.
         out_file.unlink(missing_ok=True)  # never leave a stale plan beside a config that no longer plans
         print(f"plan failed: {exc}", file=sys.stderr)
         return 2
