@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tools.images import ImageConfig, image_config, start_in_container
+from tools.images import ImageConfig, child_pids, image_config, start_in_container
 
 OCI_LABELS = ("org.opencontainers.image.source", "org.opencontainers.image.revision")
 SHELL_FORMS = (["/bin/sh", "-c"], ["sh", "-c"], ["/bin/bash", "-c"], ["bash", "-c"])
@@ -296,19 +296,6 @@ def _check_requests(report: ServingReport, base_url: str, requests: Sequence[Req
             )
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            # the command name may hold spaces and parentheses: the ppid is the 2nd field after the last ')'
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 def entrypoint_pid(runner_pid: int) -> int | None:
     """The process that runs the image's entrypoint under `buildah run` (the container's PID 1 under Docker).
 
@@ -318,7 +305,7 @@ def entrypoint_pid(runner_pid: int) -> int | None:
     queue = [runner_pid]
     while queue:
         pid = queue.pop(0)
-        for child in sorted(_children(pid)):
+        for child in child_pids(pid):
             with contextlib.suppress(OSError):
                 argv0 = (Path("/proc") / str(child) / "cmdline").read_bytes().split(b"\0")[0]
                 if not os.path.basename(argv0.decode(errors="replace")).startswith("buildah"):

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -345,6 +346,30 @@ def run_in_container(
         )
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process, from /proc."""
+    kids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            # the command name may hold spaces and parentheses: the ppid is the 2nd field after the last ')'
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return sorted(kids)
+
+
+def descendant_pids(pid: int) -> list[int]:
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in child_pids(queue.pop(0)):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
 @contextlib.contextmanager
 def start_in_container(
     image: str,
@@ -369,14 +394,15 @@ def start_in_container(
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 9)
-                proc.wait(timeout=30)
-            else:
-                # buildah may have exited and left the command running in the group: end what remains of it.
+            # End exactly what this call started: `buildah run`, its helpers and the command's processes (found
+            # by parentage, in case one left the process group), then the group for anything reparented.
+            for pid in [*reversed(descendant_pids(proc.pid)), proc.pid]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, 9)
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
 
 
 @contextlib.contextmanager

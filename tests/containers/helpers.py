@@ -120,6 +120,8 @@ class ImageRecord:
     tag: str
     image_id: str
     build_seconds: float
+    revision: str = ""
+    source: str = ""
     layer_bytes: list[int] = field(default_factory=list)
 
     @property
@@ -131,6 +133,7 @@ class ImageRecord:
             "tag": self.tag,
             "image_id": self.image_id,
             "build_seconds": round(self.build_seconds, 1),
+            "revision": self.revision,
             "size_bytes": self.size_bytes,
             "size_mb": round(self.size_bytes / 1e6, 1),
             "layers": len(self.layer_bytes),
@@ -191,7 +194,14 @@ class ProjectImages:
         except images.ImageToolError as error:
             self.errors[name] = f"building {name} failed (log: {LOG_DIR / (name + '.log')}): {error}"
             raise images.ImageToolError(self.errors[name]) from None
-        record = ImageRecord(name=name, tag=built.tag, image_id=built.image_id, build_seconds=built.seconds)
+        record = ImageRecord(
+            name=name,
+            tag=built.tag,
+            image_id=built.image_id,
+            build_seconds=built.seconds,
+            revision=args.get("REVISION", ""),
+            source=args.get("SOURCE", ""),
+        )
         record.layer_bytes = [path.stat().st_size for path in self.layers(record)]
         self.records[name] = record
         record_sizes(self.base_image, record)
