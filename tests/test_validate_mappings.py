@@ -277,6 +277,28 @@ EXAMPLES: dict[str, Example] = {
         "dashboardBody widgets[0].type",
         "one of metric",
     ),
+    "aws:cloudwatch/eventRule:EventRule": (
+        {
+            "name": "mlplatform-dev-monitor-failed",
+            "description": "A Model Monitor run failed",
+            "eventPattern": json.dumps(
+                {
+                    "source": ["aws.sagemaker"],
+                    "detail-type": ["SageMaker Processing Job State Change"],
+                    "detail": {"ProcessingJobStatus": ["Failed"]},
+                }
+            ),
+        },
+        lambda i: i.update(eventPattern=i["eventPattern"].replace('["Failed"]', '"Failed"')),
+        "eventPattern detail.ProcessingJobStatus",
+        "non-empty list",
+    ),
+    "aws:cloudwatch/eventTarget:EventTarget": (
+        {"rule": "mlplatform-dev-monitor-failed", "arn": TOPIC_ARN, "targetId": "alarm-topic"},
+        _set("arn", "arn:aws:sns:us-east-1:11112222:mlplatform-dev-alarms"),
+        "arn",
+        "an ARN",
+    ),
     "aws:sns/topic:Topic": (
         {"name": "mlplatform-dev-alarms", "kmsMasterKeyId": "alias/aws/sns", "displayName": "mlplatform alarms"},
         _set("name", "mlplatform dev alarms"),
@@ -394,7 +416,7 @@ EXAMPLES: dict[str, Example] = {
         },
         _set("productionVariants[0].instanceType", "ml.c6i.huge"),
         "productionVariants[0].instanceType",
-        "ml.c6i.large",
+        "values of ProductionVariantInstanceType in the AWS model (closest: ml.c6i.large",
     ),
     "aws:sagemaker/endpoint:Endpoint": (
         {

@@ -98,7 +98,8 @@ def test_bad_enum_value_is_caught(any_plan: Plan) -> None:
     bad = str(leaf.value) + "X"
     (hit,) = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
     assert hit.path == leaf.path
-    assert hit.allowed == "one of " + ", ".join(leaf.enum)
+    assert hit.allowed.startswith("one of ")
+    assert str(leaf.value) in hit.allowed  # the whole list, or for long enums the closest values
 
 
 def test_out_of_range_number_is_caught(any_plan: Plan) -> None:

@@ -15,6 +15,7 @@ plan, checked for shape only (type, pattern, ARN structure), and counted apart f
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.resources
 import json
 import re
@@ -61,6 +62,17 @@ IAM_ALLOWLIST: dict[str, str] = {
     "cloudwatch:GetMetricData": "reads metrics, which are not resources; no resource-level permissions",
     "cloudwatch:ListMetrics": "list calls have no resource-level permissions",
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls of AWS-owned images; scoped by repository where ours",
+    **{
+        f"ec2:{action}": "SageMaker needs it to run jobs and endpoints in a VPC; EC2 Describe calls have no"
+        " resource-level permissions"
+        for action in (
+            "DescribeNetworkInterfaces",
+            "DescribeVpcs",
+            "DescribeSubnets",
+            "DescribeSecurityGroups",
+            "DescribeDhcpOptions",
+        )
+    },
 }
 # Findings that do not apply to a kind of document ("*": any kind): (kind, issue, text in the detail) -> reason.
 IAM_IGNORED_FINDINGS: dict[tuple[str, str, str], str] = {
@@ -258,7 +270,29 @@ def _cloudwatch_dashboard(document: Any) -> list[tuple[str, Any, str]]:
     ]
 
 
-DOCUMENT_CHECKS = {"ecr-lifecycle": _ecr_lifecycle, "cloudwatch-dashboard": _cloudwatch_dashboard}
+def _event_pattern(document: Any) -> list[tuple[str, Any, str]]:
+    """An EventBridge event pattern: a non-empty object whose every leaf is a list of values or matchers."""
+    if not isinstance(document, dict) or not document:
+        return [("", document, "a non-empty JSON object")]
+    problems: list[tuple[str, Any, str]] = []
+
+    def walk(node: dict[str, Any], at: str) -> None:
+        for key, value in node.items():
+            where = f"{at}.{key}" if at else key
+            if isinstance(value, dict):
+                walk(value, where)
+            elif not isinstance(value, list) or not value:
+                problems.append((where, value, "a non-empty list of values to match (EventBridge matches lists)"))
+
+    walk(document, "")
+    return problems
+
+
+DOCUMENT_CHECKS = {
+    "ecr-lifecycle": _ecr_lifecycle,
+    "cloudwatch-dashboard": _cloudwatch_dashboard,
+    "event-pattern": _event_pattern,
+}
 
 # --- ARNs --------------------------------------------------------------------------------------------------------
 
@@ -670,7 +704,7 @@ def _check_string(res: _Resource, value: str, shape: Shape, path: str, source: s
     shaped = False
     enum = enum_values(shape)
     if enum and not unknown and value not in enum:
-        res.fail(path, value, "one of " + ", ".join(enum), source)
+        res.fail(path, value, enum_allowed(value, enum, shape.name), source)
     lo, hi = meta.get("min"), meta.get("max")
     if not unknown and ((lo is not None and len(value) < lo) or (hi is not None and len(value) > hi)):
         res.fail(path, value, f"{_range(lo, hi)} characters (has {len(value)})", source)
@@ -692,6 +726,18 @@ def _check_string(res: _Resource, value: str, shape: Shape, path: str, source: s
         if not rule.check(value) and not (value.startswith("arn:") and arn_problem(value)):
             res.fail(path, value, rule.allowed, rule.source)
     return shaped
+
+
+_LONG_ENUM = 12
+
+
+def enum_allowed(value: str, enum: list[str], shape_name: str) -> str:
+    """`one of A, B, C`; for long enums (instance types) the count and the closest values instead of all of them."""
+    if len(enum) <= _LONG_ENUM:
+        return "one of " + ", ".join(enum)
+    closest = difflib.get_close_matches(value, enum, n=5, cutoff=0.5)
+    hint = f" (closest: {', '.join(closest)})" if closest else f" (e.g. {', '.join(enum[:5])})"
+    return f"one of the {len(enum)} values of {shape_name} in the AWS model{hint}"
 
 
 def _check_rule(res: _Resource, ppath: str, path: str, value: Any) -> None:
