@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from components.settings import _image_by_digest
+from components.settings import image_by_digest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The build context of every image: the repository root, so Dockerfiles may copy shared folders."""
@@ -281,7 +281,7 @@ class ContainerImage(pulumi.ComponentResource):
         )
 
     def _use_prebuilt(self, ref: str) -> None:
-        _image_by_digest(ref)  # the rule mlplatform:images* settings use: by digest, never a tag
+        image_by_digest(ref)  # the rule mlplatform:images* settings use: by digest, never a tag
         self.image_ref = pulumi.Output.from_input(ref)
         self.repository_url = None
         arn = ecr_repository_arn(ref)

@@ -237,7 +237,7 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def ReadResource(self, request: Any) -> Any:
         """Reads (`StackReference`, `Resource.get`) are recorded too, marked with the id they read."""
         response = super().ReadResource(request)
         from pulumi.runtime import rpc
