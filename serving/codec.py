@@ -160,20 +160,21 @@ def _rows_to_batch(manifest: ModelManifest, rows: list[list[Any]], from_text: bo
 
 
 def _fast_numeric(manifest: ModelManifest, values: Any) -> Batch | None:
-    """All-numeric rows as one numpy conversion; None when anything is off (the slow path then says what)."""
+    """All-numeric rows as one numpy conversion; None when anything is off (the slow path then says what).
+
+    Callers make sure `values` can hold no booleans or strings, which numpy would quietly turn into numbers.
+    """
     try:
-        array = np.array(values)
-    except (ValueError, TypeError):  # ragged rows
+        wide = np.array(values, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):  # ragged rows, nested lists, objects, huge integers
         return None
-    if array.ndim != 2 or array.shape[1] != len(manifest.features) or array.dtype.kind not in "fi":
+    # One comparison rejects NaN (max is NaN), infinities and values beyond float32 (which would cast to inf).
+    if wide.ndim != 2 or wide.shape[1] != len(manifest.features) or not np.abs(wide).max() <= FLOAT32_MAX:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        numeric = array.astype(np.float32)
-    if not np.isfinite(numeric).all():
-        return None
-    if manifest.numeric_columns != tuple(range(len(manifest.features))):
-        numeric = numeric[:, manifest.numeric_columns]
-    return Batch(numeric=np.ascontiguousarray(numeric), categorical=None)
+    numeric = wide.astype(np.float32)
+    if not manifest.numeric_in_request_order:
+        numeric = np.ascontiguousarray(numeric[:, manifest.numeric_columns])
+    return Batch(numeric=numeric, categorical=None)
 
 
 def decode_csv(body: bytes, manifest: ModelManifest) -> Batch:
@@ -287,8 +288,9 @@ def decode_json(body: bytes, manifest: ModelManifest) -> Batch:
             expected=expected,
             got=_shown(instances),
         )
-    # Booleans would pass numpy's numeric conversion as 0/1; a body naming them takes the checking path.
-    if not manifest.categorical_columns and b"true" not in body and b"false" not in body:
+    # Booleans and strings would pass numpy's conversion as numbers; a body that may hold them (beyond the
+    # "instances" key) takes the checking path.
+    if not manifest.categorical_columns and _no_bools_or_strings(body, quotes=2):
         batch = _fast_numeric(manifest, instances)
         if batch is not None:
             return batch
@@ -309,11 +311,15 @@ def decode_jsonlines(body: bytes, manifest: ModelManifest) -> Batch:
             instances.append(orjson.loads(line))
         except orjson.JSONDecodeError as error:
             raise InputError(message=f"row {r}: malformed JSON: {error}", expected=expected, row=r) from None
-    if not manifest.categorical_columns and b"true" not in body and b"false" not in body:
+    if not manifest.categorical_columns and _no_bools_or_strings(body, quotes=0):
         batch = _fast_numeric(manifest, instances)
         if batch is not None:
             return batch
     return _json_rows(manifest, instances)
+
+
+def _no_bools_or_strings(body: bytes, quotes: int) -> bool:
+    return body.count(b'"') == quotes and b"true" not in body and b"false" not in body
 
 
 Decoder = Callable[[bytes, ModelManifest], Batch]

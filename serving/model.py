@@ -49,6 +49,11 @@ class ModelManifest:
         return tuple(f.name for f in self.features)
 
     @cached_property
+    def numeric_in_request_order(self) -> bool:
+        """True when the request's columns are exactly the graph's numeric input (no reordering needed)."""
+        return self.numeric_columns == tuple(range(len(self.features)))
+
+    @cached_property
     def row_shape(self) -> str:
         """What one request row must hold, for error messages."""
         names = self.feature_names
