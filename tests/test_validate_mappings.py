@@ -17,6 +17,8 @@ from tools.aws_models import (
     input_shape,
     operation,
     pulumi_schema,
+    required_members,
+    resolve_child,
     schema_paths,
     unresolved_paths,
 )
@@ -188,7 +190,12 @@ EXAMPLES: dict[str, Example] = {
         "not `alias/aws/`",
     ),
     "aws:iam/role:Role": (
-        {"assumeRolePolicy": TRUST, "description": "SageMaker execution role", "maxSessionDuration": 3600.0},
+        {
+            "assumeRolePolicy": TRUST,
+            "description": "SageMaker execution role",
+            "maxSessionDuration": 3600.0,
+            "inlinePolicies": [{"name": "read-models", "policy": READ_MODELS}],
+        },
         _set("maxSessionDuration", 60.0),
         "maxSessionDuration",
         "3600 to 43200",
@@ -557,7 +564,9 @@ def test_mapping_names_real_operations_and_members(typ: str) -> None:
     operation(mapping.service, mapping.operation)  # raises for an unknown operation
     root = input_shape(mapping.service, mapping.operation)
     for member in mapping.provided:
-        assert descend(root, member) is not None, f"{typ}: provided {member} is not a member of {mapping.operation}"
+        op, _, path = member.rpartition(":")
+        base = input_shape(mapping.service, op) if op else root
+        assert descend(base, path) is not None, f"{typ}: provided {member} is not a member of {op or mapping.operation}"
     sdk_paths = set(schema_paths(pulumi_schema(typ) or pytest.fail(f"no SDK schema for {typ}")))
     for path in [*mapping.policies, *mapping.documents, *mapping.rules, *mapping.ignored]:
         assert any(p == path or p.startswith((path + ".", path + "[", path + "{")) for p in sdk_paths), (
@@ -585,6 +594,21 @@ def test_known_bad_example_is_caught_naming_field_value_and_what_is_allowed(typ:
     assert "allowed: " in text
 
 
+@pytest.mark.parametrize("typ", sorted(m for m in MAPPINGS if MAPPINGS[m].service))
+def test_every_required_request_member_is_settable_from_pulumi_or_provided(typ: str) -> None:
+    mapping = MAPPINGS[typ]
+    assert mapping.service is not None and mapping.operation is not None
+    root = input_shape(mapping.service, mapping.operation)
+    schema = pulumi_schema(typ)
+    assert schema is not None
+    filled = set()
+    for key in schema.fields:
+        target = resolve_child(mapping, root, "", key)
+        if target is not None and not target.redirected:
+            filled.add(target.member.split(".")[0])
+    assert [m for m in required_members(root) if m not in filled and m not in mapping.provided] == []
+
+
 def test_java_patterns_become_python_ones_that_accept_what_aws_accepts() -> None:
     tag = compile_pattern(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*")
     assert tag is not None and tag.approximated
@@ -596,3 +620,21 @@ def test_java_patterns_become_python_ones_that_accept_what_aws_accepts() -> None
     assert surrogates is not None and surrogates.regex.fullmatch("x \U0001f600") is not None
     name = compile_pattern("[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
     assert name is not None and name.regex.fullmatch("bad_name") is None
+
+
+def test_role_inline_policies_are_checked_against_put_role_policy_and_audited() -> None:
+    good = copy.deepcopy(EXAMPLES["aws:iam/role:Role"][0])
+    good["inlinePolicies"][0]["policy"] = good["inlinePolicies"][0]["policy"].replace("s3:GetObject", "s3:GetObjcet")
+    good["inlinePolicies"][0]["name"] = "read models!"
+    found = {(v.path, v.source) for v in _violations("aws:iam/role:Role", good)}
+    assert ("inlinePolicies[0].policy IAM UNKNOWN_ACTION", "parliament, identity policy") in found
+    assert ("inlinePolicies[0].name", "iam PutRolePolicy.PolicyName") in found
+
+
+def test_a_provider_filled_member_is_not_demanded_but_a_missing_one_is() -> None:
+    config = copy.deepcopy(EXAMPLES["aws:sagemaker/endpointConfiguration:EndpointConfiguration"][0])
+    del config["productionVariants"][0]["variantName"]  # the provider names it
+    assert _violations("aws:sagemaker/endpointConfiguration:EndpointConfiguration", config) == []
+    del config["productionVariants"]
+    (missing,) = _violations("aws:sagemaker/endpointConfiguration:EndpointConfiguration", config)
+    assert (missing.path, missing.allowed) == ("productionVariants", "ProductionVariants is required")

@@ -482,7 +482,12 @@ MAPPINGS: dict[str, ResourceMapping] = {
             "forceDetachPolicies": "provider behaviour on delete, not sent to AWS",
             "managedPolicyArns": "ARNs attached with AttachRolePolicy; each is shape-checked as an IAM policy ARN",
         },
-        provided={"RoleName": _AUTONAMED},
+        provided={
+            "RoleName": _AUTONAMED,
+            "PutRolePolicy:RoleName": "the provider sends the role's own name",
+            "PutRolePolicy:PolicyName": "an inline policy entry without a name means 'no inline policies'",
+            "PutRolePolicy:PolicyDocument": "an inline policy entry without a policy means 'no inline policies'",
+        },
         policies={"assumeRolePolicy": "trust", "inlinePolicies[].policy": "identity"},
     ),
     "aws:iam/policy:Policy": ResourceMapping(
@@ -514,7 +519,10 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "CreateRepository",
         fields={"name": "repositoryName"},
         ignored={"forceDelete": "provider behaviour on delete (deletes images first), not sent to AWS"},
-        provided={"repositoryName": _AUTONAMED},
+        provided={
+            "repositoryName": _AUTONAMED,
+            "encryptionConfiguration.encryptionType": "the provider's default, AES256",
+        },
     ),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": ResourceMapping(
         "ecr",
@@ -749,7 +757,11 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "CreateEndpointConfig",
         fields={"name": "EndpointConfigName", "kmsKeyArn": "KmsKeyId"},
         ignored={"namePrefix": "provider auto-naming prefix"},
-        provided={"EndpointConfigName": _AUTONAMED},
+        provided={
+            "EndpointConfigName": _AUTONAMED,
+            "ProductionVariants.VariantName": "the provider names a variant left unnamed",
+            "ShadowProductionVariants.VariantName": "the provider names a variant left unnamed",
+        },
     ),
     "aws:sagemaker/endpoint:Endpoint": ResourceMapping(
         "sagemaker",
@@ -769,7 +781,14 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "sagemaker",
         "CreateDataQualityJobDefinition",
         fields={"name": "JobDefinitionName"},
-        provided={"JobDefinitionName": _AUTONAMED},
+        provided={
+            "JobDefinitionName": _AUTONAMED,
+            "DataQualityJobInput.EndpointInput.LocalPath": "the provider's default, /opt/ml/processing/input",
+            "DataQualityJobInput.BatchTransformInput.LocalPath": "the provider's default, /opt/ml/processing/input",
+            "DataQualityJobOutputConfig.MonitoringOutputs.S3Output.LocalPath": (
+                "the provider's default, /opt/ml/processing/output"
+            ),
+        },
     ),
     "aws:sagemaker/monitoringSchedule:MonitoringSchedule": ResourceMapping(
         "sagemaker",
@@ -844,6 +863,10 @@ class Target:
     redirected: bool = False  # sent with a second API call (so the main request's required members do not apply)
 
 
+def _join_member(op: str, rest: str) -> str:
+    return f"{op}.{rest}" if rest else op
+
+
 def resolve_child(mapping: ResourceMapping, parent: Shape, ppath: str, key: str) -> Target | None:
     """The AWS member for input `key` under the Pulumi path `ppath` whose AWS shape is `parent`."""
     full = f"{ppath}.{key}" if ppath else key
@@ -854,7 +877,7 @@ def resolve_child(mapping: ResourceMapping, parent: Shape, ppath: str, key: str)
                 return None
             op, rest = explicit.split(":", 1)
             found = descend(input_shape(mapping.service, op), rest)
-            return Target(f"{op}.{rest}", found, redirected=True) if found is not None else None
+            return Target(_join_member(op, rest), found, redirected=True) if found is not None else None
         found = descend(parent, explicit)
         return Target(explicit, found) if found is not None else None
     struct = item_shape(parent)

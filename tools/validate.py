@@ -546,7 +546,7 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
             and not target.redirected
             and "." not in target.member
             and target.member in required_members(item_shape(shape))
-            and _join(_strip_indices(aws.partition(".")[2]), target.member) not in res.mapping.provided
+            and not _provided(res.mapping, aws, target.member)
         ):
             res.required_paths.add(shown)  # deleting this input must be caught
         if target is None:
@@ -563,13 +563,21 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
     struct = item_shape(shape)
     if isinstance(struct, StructureShape):
         for required in required_members(struct):
-            # `provided` names members from the operation's request root, without list indices.
-            relative = _join(_strip_indices(aws.partition(".")[2]), required)
-            if required in present or relative in res.mapping.provided:
+            if required in present or _provided(res.mapping, aws, required):
                 continue
             res.fail(
                 _join(path, _pulumi_name(required)), None, f"{required} is required", res.source(_join(aws, required))
             )
+
+
+def _provided(mapping: ResourceMapping, aws: str, member: str) -> bool:
+    """Whether the provider fills required `member` of the structure at `aws` (`Op.A[0].B`) by itself.
+
+    `provided` names members from the request root without list indices; `Op:Path` for a second call's request.
+    """
+    op, _, rest = _strip_indices(aws).partition(".")
+    relative = _join(rest, member)
+    return (relative if op == mapping.operation else f"{op}:{relative}") in mapping.provided
 
 
 def _strip_indices(path: str) -> str:
