@@ -19,7 +19,7 @@ from training.__main__ import main
 from training.checkpoint import checkpoint_path, load_newest_checkpoint, save_checkpoint
 from training.demo import split_frame, synthetic_frame, write_layout
 from training.layout import MLRoot
-from training.metrics import METRIC_DEFINITIONS
+from training.metrics import METRIC_DEFINITIONS, format_epoch_line
 
 EPOCHS = 6
 HYPERPARAMETERS = {
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _layout(root: Path) -> MLRoot:
     ml = MLRoot(root)
-    train, validation = split_frame(synthetic_frame(12_000, numeric=6, categorical=2, seed=3), seed=3)
+    train, validation = split_frame(synthetic_frame(6_000, numeric=6, categorical=2, seed=3), seed=3)
     write_layout(ml, train, validation, HYPERPARAMETERS)
     return ml
 
@@ -140,3 +140,16 @@ def test_only_the_newest_checkpoints_are_kept_and_no_temporary_file_remains(tmp_
         "checkpoint-epoch-000004.pt",
         "checkpoint-epoch-000005.pt",
     ]
+
+
+def test_epoch_line_format_is_key_value_pairs_ending_in_semicolons() -> None:
+    values = {"train_loss": 0.12341, "val_auc": 0.98765, "val_accuracy": 0.95, "val_loss": 0.1}
+    line = format_epoch_line(3, values)
+    assert line == "epoch=3;train_loss=0.1234;val_auc=0.9877;val_accuracy=0.9500;val_loss=0.1000;"
+    assert {d["Name"] for d in METRIC_DEFINITIONS} == {"epoch", *values}
+
+
+def test_metric_definitions_module_does_not_import_torch() -> None:
+    code = "import sys, training.metrics; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 EPOCH_LINE_FIELDS: tuple[str, ...] = (
     "epoch",
     "train_loss",
-    "val_loss",
     "val_auc",
     "val_accuracy",
+    "val_loss",
 )
 
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|nan|inf)"
