@@ -179,6 +179,12 @@ def parse_constraints(doc: Mapping[str, Any]) -> Constraints:
         completeness = feat.get("completeness")
         if completeness is not None:
             completeness = _number(completeness, f"feature {name!r} completeness", 0, 1)
+        overrides = feat.get("monitoringConfigOverrides", {}) or {}
+        if not isinstance(overrides, dict):
+            raise ValueError(f"constraints.json: feature {name!r} monitoringConfigOverrides must be an object")
+        for key in ("comparison_threshold", "categorical_comparison_threshold"):
+            if key in overrides:
+                _number(overrides[key], f"feature {name!r} monitoringConfigOverrides.{key}", 0, 1)
         domains = feat.get("string_constraints", {}).get("domains")
         features.append(
             FeatureConstraint(
@@ -187,7 +193,7 @@ def parse_constraints(doc: Mapping[str, Any]) -> Constraints:
                 completeness=completeness,
                 is_non_negative=feat.get("num_constraints", {}).get("is_non_negative"),
                 domains=tuple(str(v) for v in domains) if isinstance(domains, list) else None,
-                overrides=feat.get("monitoringConfigOverrides", {}) or {},
+                overrides=overrides,
             )
         )
     return Constraints(features=tuple(features), config=parse_monitoring_config(doc.get("monitoring_config")))

@@ -241,3 +241,24 @@ def test_a_bad_constraints_setting_names_the_setting(baseline_dir: pathlib.Path,
     (tmp_path / "cap").mkdir()
     with pytest.raises(ValueError, match="comparison_method is 'Fancy'; allowed: Simple, Robust"):
         _run(baseline_dir, tmp_path / "cap")
+
+
+def test_a_feature_override_changes_its_threshold(baseline_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    path = baseline_dir / "constraints.json"
+    doc = json.loads(path.read_text())
+    doc["features"][2]["monitoringConfigOverrides"] = {"comparison_threshold": 0.9}
+    path.write_text(json.dumps(doc))
+    _write_window(tmp_path / "cap", _frame(np.random.default_rng(27), 3_000, shifted=(1, 2)))
+    result = _run(baseline_dir, tmp_path / "cap")
+    assert _checks(result) == {("f1", "baseline_drift_check")}
+    assert result.evaluation.comparisons["f2"].threshold == 0.9
+
+
+def test_a_bad_override_names_the_feature(baseline_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    path = baseline_dir / "constraints.json"
+    doc = json.loads(path.read_text())
+    doc["features"][0]["monitoringConfigOverrides"] = {"comparison_threshold": "high"}
+    path.write_text(json.dumps(doc))
+    (tmp_path / "cap").mkdir()
+    with pytest.raises(ValueError, match=r"feature 'f0' monitoringConfigOverrides.comparison_threshold is 'high'"):
+        _run(baseline_dir, tmp_path / "cap")
