@@ -66,3 +66,17 @@ def test_unmapped_aws_type_is_reported_and_fails_only_with_strict_coverage(
 def test_missing_plan_file_exits_2_saying_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "nope.json")]) == 2
     assert "python -m tools.plan --stack" in capsys.readouterr().err
+
+
+def test_resources_the_program_only_reads_are_not_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    read = {
+        "type": "aws:sagemaker/endpoint:Endpoint",
+        "name": "existing",
+        "parent": None,
+        "custom": True,
+        "inputs": {},
+        "options": {"read": "existing-endpoint"},
+    }
+    path = _write(tmp_path, {"stack": "dev", "resources": [read], "outputs": {}})
+    assert main([str(path)]) == 0
+    assert "1 read, not created" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tools.validate import IAM_ALLOWLIST, _privileges, audit_policy
+from tools.validate import IAM_ALLOWLIST, _privileges, _supports_resources, audit_policy
 
 BUCKET_OBJECTS = "arn:aws:s3:::mlplatform-dev-models-1a2b3c4/*"
 
@@ -91,5 +91,13 @@ def test_malformed_json_is_a_problem_not_a_crash() -> None:
 
 
 @pytest.mark.parametrize("action", sorted(IAM_ALLOWLIST))
-def test_every_allowlisted_action_exists_in_iam(action: str) -> None:
-    assert _privileges(action), f"{action} in IAM_ALLOWLIST is not an IAM action"
+def test_every_allowlisted_action_is_one_iam_cannot_scope_to_a_resource(action: str) -> None:
+    privileges = _privileges(action)
+    assert privileges, f"{action} in IAM_ALLOWLIST is not an IAM action"
+    assert not any(_supports_resources(p) for p in privileges), f"{action} can name its resources; drop it"
+
+
+def test_action_iam_defines_without_resources_still_needs_an_allowlist_entry() -> None:
+    (problem,) = audit_policy(_doc(_allow(["sagemaker:ListModels"], "*")), "identity")
+    assert problem[:2] == ("Statement[0].Resource", "*")
+    assert problem[2].startswith("an IAM_ALLOWLIST entry with the reason for sagemaker:ListModels")

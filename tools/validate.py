@@ -53,15 +53,8 @@ from tools.aws_models import (
 
 # Actions a policy may grant on Resource "*", each with the reason. Everything else must name its resources.
 IAM_ALLOWLIST: dict[str, str] = {
-    "ecr:GetAuthorizationToken": "returns a registry login token; IAM defines no resource for it",
-    "cloudwatch:PutMetricData": "metrics are not resources; IAM only scopes it with the cloudwatch:namespace condition",
-    "sagemaker:ListTrainingJobs": "list calls have no resource-level permissions",
-    "sagemaker:ListEndpoints": "list calls have no resource-level permissions",
-    "sagemaker:ListModels": "list calls have no resource-level permissions",
-    "logs:DescribeLogGroups": "lists every log group of the account; no resource-level permissions",
-    "cloudwatch:GetMetricData": "reads metrics, which are not resources; no resource-level permissions",
-    "cloudwatch:ListMetrics": "list calls have no resource-level permissions",
-    "ecr:BatchCheckLayerAvailability": "SageMaker pulls of AWS-owned images; scoped by repository where ours",
+    "ecr:GetAuthorizationToken": "returns a registry login token for the whole account; IAM defines no resource for it",
+    "cloudwatch:PutMetricData": "metrics are not resources; IAM scopes it only with the cloudwatch:namespace condition",
     **{
         f"ec2:{action}": "SageMaker needs it to run jobs and endpoints in a VPC; EC2 Describe calls have no"
         " resource-level permissions"
@@ -152,8 +145,8 @@ def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str
     policy = _parliament().analyze_policy_string(text)
     for finding in policy.findings:
         if any(
-            k in ("*", kind) and issue == finding.issue and text in str(finding.detail)
-            for k, issue, text in IAM_IGNORED_FINDINGS
+            k in ("*", kind) and issue == finding.issue and needle in str(finding.detail)
+            for k, issue, needle in IAM_IGNORED_FINDINGS
         ):
             continue
         where = finding.location.get("string", "") if isinstance(finding.location, dict) else ""
@@ -210,9 +203,8 @@ def _finding_text(finding: Any) -> str:
         return f"a Resource each action can act on ({wanted})"
     if finding.issue in ("UNKNOWN_ACTION", "UNKNOWN_PREFIX"):
         return "an action IAM defines (service:Action, spelled as in the Service Authorization Reference)"
-    if finding.issue == "RESOURCE_STAR":
-        return "named resources instead of '*'"
-    return f"no {finding.issue} finding ({detail})"
+    title = getattr(finding, "title", "") or finding.issue
+    return f"a policy without this parliament finding ({title}: {detail})"
 
 
 # --- other JSON documents ----------------------------------------------------------------------------------------
@@ -433,6 +425,7 @@ class Report:
     coverage: dict[str, TypeCoverage] = field(default_factory=dict)
     uncovered_types: dict[str, int] = field(default_factory=dict)  # AWS types with no mapping -> resource count
     non_aws: int = 0  # components, providers, pulumi:* resources
+    reads: int = 0  # existing resources the program reads (`Resource.get`, stack references): nothing is sent
 
     @property
     def ok(self) -> bool:
@@ -454,6 +447,8 @@ class Report:
             f"shape-checked, {t.deploy_skipped} deploy-time skipped, {t.not_sent} not sent to AWS, "
             f"{t.unmapped} unmapped; {t.policies} IAM policies audited"
         )
+        if self.reads:
+            line += f"; {self.reads} read, not created"
         if self.uncovered_types:
             line += "; NOT COVERED: " + ", ".join(sorted(self.uncovered_types))
         return line
@@ -854,6 +849,9 @@ def validate_plan(plan: Any) -> Report:
     report = Report(stack)
     unknowns = deploy_time_values(resources, region)
     for r in resources:
+        if (r.get("options") or {}).get("read"):
+            report.reads += 1
+            continue
         if not _is_aws(r):
             report.non_aws += 1
             continue
