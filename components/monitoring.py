@@ -4,8 +4,11 @@
   with AWS's built-in analyzer image. Model Monitor is closed to new customers (AWS "Model Monitor availability
   change"), so this backend only works in accounts that already use it.
 - `pipeline`: our own monitor image (`monitoring/`) as the processing step of a SageMaker Pipeline, started
-  hourly by EventBridge Scheduler. It reads the same baseline files and publishes the same CloudWatch metrics
-  (`monitoring/metrics_contract.py`), so the alarms do not care which backend runs.
+  hourly by EventBridge Scheduler. It reads the same baseline files and publishes the built-in analyzer's
+  per-feature metrics into the same namespace with the same dimensions (`monitoring/metrics_contract.py`), plus a
+  violation count and the rows analyzed, which the built-in analyzer does not publish.
+
+The drift threshold lives in the baseline's constraints.json (`comparison_threshold`), which both backends read.
 - `none`: no monitor; the component creates nothing and its outputs are empty strings.
 """
 
@@ -52,7 +55,8 @@ SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 # Environment switch of our monitor image: call PutMetricData itself (nobody reads the metrics file outside
 # Model Monitor). Defined in monitoring/entrypoint.py.
 PUT_METRIC_DATA_ENV = "MLPLATFORM_PUT_METRIC_DATA"
-# Asked of the monitor image: with `start_time` empty, the window is the N seconds before `end_time`.
+# Read by our monitor image (monitoring/entrypoint.py): with `start_time` empty, the window is the N seconds
+# before `end_time`, so the scheduler only has to pass its scheduled time.
 WINDOW_SECONDS_ENV = "MLPLATFORM_WINDOW_SECONDS"
 # Model Monitor's capture selector, which our image parses the same way.
 DATASET_FORMAT = json.dumps({"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput"]}})
