@@ -70,6 +70,7 @@ def test_demo_hyperparameters_round_trip_through_strings() -> None:
         ({"learning_rate": "fast"}, ["'learning_rate'", "'fast'", "not a number"]),
         ({"hidden_units": "256,x"}, ["'hidden_units'", "'256,x'", "comma-separated"]),
         ({"device": "tpu"}, ["'device'", "'tpu'", "auto, cpu, cuda"]),
+        ({"categorical_columns": "a,,b"}, ["'categorical_columns'", "'a,,b'", "comma-separated column names"]),
         ({"epochs": True}, ["'epochs'", "True", "allowed: a string"]),
     ],
 )
@@ -132,6 +133,11 @@ def test_unsupported_file_in_channel_fails_naming_it(tmp_path: Path) -> None:
 def test_absent_target_column_fails_naming_it_and_the_columns(tmp_path: Path) -> None:
     ml = _layout(tmp_path, {"target": "outcome", "epochs": "1"})
     _fails_with(ml, "target column 'outcome' not found in channel 'train'", "'num_0'", "'target' hyperparameter")
+
+
+def test_forcing_an_absent_column_categorical_fails_naming_it(tmp_path: Path) -> None:
+    ml = _layout(tmp_path, {"epochs": "1", "categorical_columns": "num_0,zip"})
+    _fails_with(ml, "hyperparameter 'categorical_columns'", "'zip' is not a feature column", "'num_0'")
 
 
 def test_missing_numeric_value_fails_naming_the_column(tmp_path: Path) -> None:

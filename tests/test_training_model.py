@@ -219,7 +219,8 @@ def test_parquet_channels_train_with_inferred_column_types(tmp_path: Path) -> No
     frame["label"] = frame["label"].astype(int)  # Parquet keeps the integer type; classes become its text
     frame["count"] = np.arange(len(frame)) % 7
     train, validation = split_frame(frame, seed=5)
-    write_layout(ml, train, validation, {"epochs": "2", "hidden_units": "16", "num_threads": "1"})
+    hyperparameters = {"epochs": "2", "hidden_units": "16", "num_threads": "1", "categorical_columns": "count"}
+    write_layout(ml, train, validation, hyperparameters)
     for channel, part in (("train", train), ("validation", validation)):
         (ml.channel(channel) / f"{channel}.csv").unlink()
         half = len(part) // 2
@@ -233,7 +234,33 @@ def test_parquet_channels_train_with_inferred_column_types(tmp_path: Path) -> No
         "num_1": "numeric",
         "num_2": "numeric",
         "cat_0": "categorical",
-        "count": "numeric",
+        "count": "categorical",
     }
     assert manifest["classes"] == ["0", "1"]
+    counts = next(f for f in manifest["features"] if f["name"] == "count")
+    assert counts["categories"] == ["0", "1", "2", "3", "4", "5", "6"]
     assert _json(ml.model / "evaluation.json")["validation_rows"] == 120
+
+
+def test_patience_stops_training_and_keeps_the_best_epoch(tmp_path: Path) -> None:
+    ml = MLRoot(tmp_path)
+    train, validation = split_frame(synthetic_frame(400, numeric=4, categorical=1, seed=9), seed=9)
+    hyperparameters = {
+        "epochs": "200",
+        "patience": "2",
+        "learning_rate": "0.05",
+        "batch_size": "32",
+        "hidden_units": "128,128",
+        "dropout": "0",
+        "num_threads": "1",
+    }
+    write_layout(ml, train, validation, hyperparameters)
+    assert main(["train", "--ml-root", str(ml.root)]) == 0
+    training = _json(ml.model / "evaluation.json")["training"]
+    assert training["stopped_early"] is True
+    assert training["epochs_run"] < 200
+    losses = [epoch["val_loss"] for epoch in training["history"]]
+    assert training["best_epoch"] == 1 + losses.index(min(losses))
+    assert training["epochs_run"] == training["best_epoch"] + 2
+    # The model directory holds the best epoch's weights, not the last epoch's.
+    assert _json(ml.model / "manifest.json")["metrics"]["val_log_loss"] == pytest.approx(min(losses), abs=1e-5)

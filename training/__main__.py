@@ -37,7 +37,7 @@ def run_training(ml: MLRoot) -> None:
     hp = load_hyperparameters(ml.hyperparameters)
     LOG.info("hyperparameters: %s", hp.as_json())
     cluster = load_cluster(ml.resource_config)
-    data = load_training_data(ml, hp.target, hp.max_categories)
+    data = load_training_data(ml, hp.target, hp.max_categories, hp.categorical_columns)
     LOG.info("data fingerprint %s", data.fingerprint)
     result = train(data, hp, cluster, ml)
     if cluster.rank == 0:

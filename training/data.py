@@ -209,8 +209,13 @@ def _require_target(channel: str, frame: pd.DataFrame, target: str) -> None:
         )
 
 
-def load_training_data(ml: MLRoot, target: str, max_categories: int) -> TrainingData:
-    """Read both channels, infer the schema from `train` and encode both splits with it."""
+def load_training_data(
+    ml: MLRoot, target: str, max_categories: int, categorical_columns: tuple[str, ...] = ()
+) -> TrainingData:
+    """Read both channels, infer the schema from `train` and encode both splits with it.
+
+    Columns named in `categorical_columns` are categorical whatever their values look like.
+    """
     hasher = hashlib.sha256()
     train_frame = read_channel(ml, "train", hasher)
     validation_frame = read_channel(ml, "validation", hasher)
@@ -227,12 +232,20 @@ def load_training_data(ml: MLRoot, target: str, max_categories: int) -> Training
             f"that channel 'train' has"
         )
 
+    not_features = [c for c in categorical_columns if c not in features]
+    if not_features:
+        raise TrainingInputError(
+            f"hyperparameter 'categorical_columns': {', '.join(map(repr, not_features))} "
+            f"{'is not a feature column' if len(not_features) == 1 else 'are not feature columns'} "
+            f"of channel 'train'; allowed: {', '.join(map(repr, features[:20]))}"
+        )
+
     numeric: list[str] = []
     categorical: list[str] = []
     train_columns: dict[str, pd.Series] = {}
     validation_columns: dict[str, pd.Series] = {}
     for name in features:
-        as_number = _as_numeric(_column(train_frame, name))
+        as_number = None if name in categorical_columns else _as_numeric(_column(train_frame, name))
         if as_number is None:
             categorical.append(name)
             train_columns[name] = _as_strings(_column(train_frame, name))

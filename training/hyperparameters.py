@@ -42,6 +42,8 @@ class Hyperparameters:
     """AdamW weight decay."""
     embedding_dim: int = 8
     """Width of each categorical feature's embedding."""
+    categorical_columns: tuple[str, ...] = ()
+    """Columns to treat as categorical even though their values are numbers (codes, zip codes), "a,b"."""
     max_categories: int = 1000
     """Most frequent categories kept per categorical column; rarer ones map to the unknown index."""
     patience: int = 0
@@ -65,6 +67,7 @@ class Hyperparameters:
         """The hyperparameters with their types, for the manifest."""
         out = dataclasses.asdict(self)
         out["hidden_units"] = list(self.hidden_units)
+        out["categorical_columns"] = list(self.categorical_columns)
         return out
 
 
@@ -121,6 +124,16 @@ def _parse_target(key: str, raw: str) -> str:
     return raw.strip()
 
 
+def _parse_columns(key: str, raw: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in raw.split(",")) if raw.strip() else ()
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise TrainingInputError(
+            f"hyperparameter {key!r}: {raw!r} is not a list of column names; "
+            f'allowed: distinct comma-separated column names, e.g. "zip,store_id", or empty'
+        )
+    return names
+
+
 def _parse_device(key: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in DEVICES:
@@ -137,6 +150,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "dropout": lambda k, v: _parse_float(k, v, 0.0, 0.9),
     "weight_decay": lambda k, v: _parse_float(k, v, 0.0, 1.0),
     "embedding_dim": lambda k, v: _parse_int(k, v, 1, 1024),
+    "categorical_columns": _parse_columns,
     "max_categories": lambda k, v: _parse_int(k, v, 1, 1_000_000),
     "patience": lambda k, v: _parse_int(k, v, 0, 100_000),
     "seed": lambda k, v: _parse_int(k, v, 0, 2**32 - 1),
