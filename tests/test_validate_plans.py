@@ -43,7 +43,7 @@ def _mutate(plan: Plan, leaf: Leaf, value: Any) -> dict[str, Any]:
 
 
 def _pick(plan: Plan, what: str, wanted: Callable[[Leaf], bool]) -> Leaf:
-    leaves = [leaf for leaf in _report(plan).leaves if wanted(leaf)]
+    leaves = [leaf for leaf in _report(plan).leaves if not leaf.type.startswith("pulumi:") and wanted(leaf)]
     if not leaves:
         pytest.fail(f"the {plan.stack} plan has no value with {what} to mutate")
     return leaves[0]
@@ -79,9 +79,22 @@ def test_committed_plan_passes_with_every_aws_type_covered(any_plan: Plan) -> No
 def test_coverage_counts_every_aws_resource_and_nothing_else(any_plan: Plan) -> None:
     report = _report(any_plan)
     aws = [r for r in any_plan.resources if r["custom"] and r["type"].startswith(("aws:", "docker-build:"))]
-    assert report.total().resources == len(aws)
-    assert report.non_aws == len(any_plan.resources) - len(aws)
-    assert set(report.coverage) == {r["type"] for r in aws}
+    assert sum(c.resources for t, c in report.coverage.items() if not t.startswith("pulumi:")) == len(aws)
+    assert report.non_aws == len(any_plan.resources) - len(aws) - report.reads
+    assert set(report.coverage) - {"pulumi:providers:aws"} == {r["type"] for r in aws}
+
+
+def test_provider_default_tags_are_checked_as_tags(any_plan: Plan) -> None:
+    data = copy.deepcopy(any_plan.as_json())
+    provider = next(r for r in data["resources"] if r["type"] == "pulumi:providers:aws")
+    tags = json.loads(provider["inputs"]["defaultTags"])
+    assert validate_plan(data).coverage["pulumi:providers:aws"].checked == 2 * len(tags["tags"])
+    tags["tags"]["owner"] = "x" * 300
+    tags["tags"]["aws:team"] = "ml"
+    provider["inputs"]["defaultTags"] = json.dumps(tags)
+    found = {(v.path, v.allowed) for v in validate_plan(data).violations}
+    assert ("defaultTags.tags.owner", "0 to 256 characters (has 300)") in found
+    assert ("defaultTags.tags (key 'aws:team')", "a tag key not starting with aws: (reserved)") in found
 
 
 def test_mock_fills_count_as_deploy_time_and_config_values_do_not(any_plan: Plan) -> None:

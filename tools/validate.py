@@ -440,9 +440,10 @@ class Report:
 
     def coverage_line(self) -> str:
         t = self.total()
-        types_total = len(self.coverage) + len(self.uncovered_types)
+        covered = [typ for typ in self.coverage if not typ.startswith("pulumi:")]  # provider: its default tags
+        types_total = len(covered) + len(self.uncovered_types)
         line = (
-            f"validate {self.stack}: {len(self.violations)} violation(s); {len(self.coverage)}/{types_total} AWS "
+            f"validate {self.stack}: {len(self.violations)} violation(s); {len(covered)}/{types_total} AWS "
             f"types covered, {t.resources} resources; fields: {t.checked} checked, {t.deploy_checked} deploy-time "
             f"shape-checked, {t.deploy_skipped} deploy-time skipped, {t.not_sent} not sent to AWS, "
             f"{t.unmapped} unmapped; {t.policies} IAM policies audited"
@@ -852,6 +853,8 @@ def validate_plan(plan: Any) -> Report:
         if (r.get("options") or {}).get("read"):
             report.reads += 1
             continue
+        if str(r["type"]) == "pulumi:providers:aws":
+            _check_default_tags(report, r, unknowns)
         if not _is_aws(r):
             report.non_aws += 1
             continue
@@ -869,6 +872,27 @@ def validate_plan(plan: Any) -> Report:
             continue
         _check_structure(res, inputs, input_shape(mapping.service, mapping.operation), "", "", mapping.operation)
     return report
+
+
+_DEFAULT_TAGS = ResourceMapping("sagemaker", "AddTags", tags=("defaultTags.tags", "Tags"))
+
+
+def _check_default_tags(report: Report, provider: Mapping[str, Any], unknowns: set[str]) -> None:
+    """The provider's default tags land on every resource: check them as tags (SageMaker's Tag shape, which most
+    of our resource types share) and against the `aws:` prefix AWS reserves for itself."""
+    raw = (provider.get("inputs") or {}).get("defaultTags")
+    parsed = json.loads(raw) if isinstance(raw, str) and raw.startswith("{") else raw
+    tags = parsed.get("tags") if isinstance(parsed, dict) else None
+    if not isinstance(tags, dict):
+        return
+    counts = report.coverage.setdefault(str(provider["type"]), TypeCoverage())
+    res = _Resource(report, str(provider["type"]), str(provider["name"]), _DEFAULT_TAGS, unknowns, counts)
+    _check_tags(res, tags, "defaultTags.tags")
+    for key in tags:
+        if str(key).lower().startswith("aws:"):
+            res.fail(
+                f"defaultTags.tags (key {key!r})", key, "a tag key not starting with aws: (reserved)", "AWS tagging"
+            )
 
 
 def _provider_region(resources: Iterable[Mapping[str, Any]]) -> str | None:
