@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from typing import Any
 
 import pytest
 
-from tools.validate import IAM_ALLOWLIST, _privileges, _supports_resources, audit_policy
+from tools.validate import IAM_ALLOWLIST, PARLIAMENT_VERSION, _privileges, _supports_resources, audit_policy
 
 BUCKET_OBJECTS = "arn:aws:s3:::mlplatform-dev-models-1a2b3c4/*"
 
@@ -101,3 +102,7 @@ def test_action_iam_defines_without_resources_still_needs_an_allowlist_entry() -
     (problem,) = audit_policy(_doc(_allow(["sagemaker:ListModels"], "*")), "identity")
     assert problem[:2] == ("Statement[0].Resource", "*")
     assert problem[2].startswith("an IAM_ALLOWLIST entry with the reason for sagemaker:ListModels")
+
+
+def test_installed_parliament_is_the_pinned_one() -> None:
+    assert importlib.metadata.version("parliament") == PARLIAMENT_VERSION

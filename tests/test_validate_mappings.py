@@ -638,3 +638,14 @@ def test_a_provider_filled_member_is_not_demanded_but_a_missing_one_is() -> None
     del config["productionVariants"]
     (missing,) = _violations("aws:sagemaker/endpointConfiguration:EndpointConfiguration", config)
     assert (missing.path, missing.allowed) == ("productionVariants", "ProductionVariants is required")
+
+
+def test_role_managed_policy_arns_are_each_checked_as_attach_role_policy_arns() -> None:
+    role = copy.deepcopy(EXAMPLES["aws:iam/role:Role"][0])
+    role["managedPolicyArns"] = ["arn:aws:iam::aws:policy/AmazonSageMakerReadOnly", "AmazonSageMakerReadOnly"]
+    (bad,) = _violations("aws:iam/role:Role", role)
+    assert (bad.path, bad.value, bad.source) == (
+        "managedPolicyArns[1]",
+        "AmazonSageMakerReadOnly",
+        "iam AttachRolePolicy.PolicyArn",
+    )

@@ -474,13 +474,13 @@ MAPPINGS: dict[str, ResourceMapping] = {
             "maxSessionDuration": "MaxSessionDuration",
             "permissionsBoundary": "PermissionsBoundary",
             "inlinePolicies": "PutRolePolicy:",
+            "managedPolicyArns": "AttachRolePolicy:PolicyArn",  # one call per ARN
             "inlinePolicies[].name": "PolicyName",
             "inlinePolicies[].policy": "PolicyDocument",
         },
         ignored={
             "namePrefix": "provider auto-naming prefix",
             "forceDetachPolicies": "provider behaviour on delete, not sent to AWS",
-            "managedPolicyArns": "ARNs attached with AttachRolePolicy; each is shape-checked as an IAM policy ARN",
         },
         provided={
             "RoleName": _AUTONAMED,

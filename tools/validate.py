@@ -77,6 +77,7 @@ IAM_IGNORED_FINDINGS: dict[tuple[str, str, str], str] = {
 # Kinds whose statements name no Resource because the document is attached to it. parliament stops at a statement
 # without one, so they are audited with Resource "*" put in, which keeps its action checks.
 _IMPLIED_RESOURCE = ("trust", "repository")
+PARLIAMENT_VERSION = "1.6.4"  # its IAM action database is what "unknown action" means here
 _KEY_POLICY_ADMIN = "kms:*"  # the key policy AWS itself writes by default grants kms:* to the account root
 
 
@@ -92,8 +93,12 @@ def _parliament() -> Any:
             shim = types.ModuleType("pkg_resources")
             shim.resource_filename = lambda package, name: str(importlib.resources.files(package) / name)  # type: ignore[attr-defined]
             sys.modules["pkg_resources"] = shim
-    import parliament
-
+    try:
+        import parliament
+    except ImportError as exc:
+        raise ImportError(
+            f"the IAM policy audit needs parliament=={PARLIAMENT_VERSION} (in requirements-dev.txt): {exc}"
+        ) from exc
     return parliament
 
 
@@ -634,6 +639,11 @@ def _check_value(
         for k, v in value.items():
             _check_value(res, k, map_key(shape), f"{path} (key {k!r})", ppath, f"{aws} key")
             _check_value(res, v, map_value(shape), f"{path}.{k}", ppath + "{}", f"{aws}.{k}", coerce=True)
+        return
+    if isinstance(value, list):
+        # A Pulumi list the provider sends one call per item (a role's managed policy ARNs).
+        for i, item in enumerate(value):
+            _check_scalar(res, item, shape, f"{path}[{i}]", ppath + "[]", source, coerce)
         return
     _check_scalar(res, value, shape, path, ppath, source, coerce)
 
