@@ -154,10 +154,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of the resident loop")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--dataloader-rows", type=int, default=200_000, help="rows for the DataLoader loop")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "training.json")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     x, y = _data(args.rows)
     batches = [8192, 65536] if device.type == "cuda" else [8192]
