@@ -437,27 +437,19 @@ def mlserver_server(model_dir: Path, work: Path) -> Server:
 SCENARIOS = (("rows1", 1), ("rows1", 16), ("rows100", 16))
 
 
-def measure(server: Server, files: dict[str, Path], duration: float, log_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"label": server.label}
-    try:
-        with running(server, log_dir):
-            check_answer(server, server.body_file(files["rows1"]))
-            url = f"http://127.0.0.1:{server.port}{server.invoke_path}"
-            for payload, connections in SCENARIOS:
-                result[f"{payload}_c{connections}"] = wrk(
-                    url, server.body_file(files[payload]), connections, duration, server.content_type
-                )
-                print(server.name, payload, connections, result[f"{payload}_c{connections}"], flush=True)
-    except Exception as error:  # record why a competitor could not be measured and keep the others
-        result["error"] = f"{type(error).__name__}: {error}"
-        print(server.name, "FAILED", result["error"], flush=True)
-    return result
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (its own p50 and p99), plus every run's rps for the spread."""
+    ordered = sorted(runs, key=lambda run: run["rps"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["rps_all_rounds"] = [run["rps"] for run in runs]
+    return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
-    parser.add_argument("--only", default="", help="comma-separated server names to run (default: all)")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers; medians reported")
+    parser.add_argument("--only", default="", help="comma-separated competitor names to run (default: all)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-", dir=BUILD))
@@ -471,16 +463,16 @@ def main() -> None:
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
-            # Other work on the machine skews every figure; the ratios are taken from the same run.
+            # Other work on the machine skews every figure: all servers run at once and are measured in
+            # interleaved rounds, so each ratio compares runs taken under the same conditions.
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "model": {"features": N_FEATURES, "hidden": list(HIDDEN), "classes": 2, "file": "model.onnx (fp32)"},
-        "method": "server on core 0 (taskset -c 0), wrk -t1 on core 1, loopback, 1 s warm-up then "
-        f"{args.duration:g} s per run; latencies from wrk --latency",
-        "raw_onnxruntime": raw_onnxruntime(model_dir, files),
+        "method": "all servers started at once, each pinned to core 0 (taskset -c 0); wrk -t1 pinned to core 1; "
+        f"loopback; per run 1 s warm-up then {args.duration} s; {args.rounds} interleaved rounds, the run with "
+        "the median rps reported with its own wrk --latency p50/p99",
         "servers": {},
     }
-    print("raw onnxruntime", report["raw_onnxruntime"], flush=True)
 
     builders = {
         "ours": lambda: our_server(model_dir),
@@ -488,48 +480,89 @@ def main() -> None:
         "multi-model-server": lambda: mms_server(model_dir, work),
         "mlserver": lambda: mlserver_server(model_dir, work),
     }
+    competitors: list[Server] = []
     for name, build in builders.items():
-        if only and name not in only:
+        if only and name not in only and name != "ours":
             continue
         try:
-            server = build()
-        except Exception as error:
+            competitors.append(build())
+        except Exception as error:  # record why a competitor could not be set up and keep the others
             report["servers"][name] = {"error": f"setup failed: {type(error).__name__}: {error}"}
-            continue
-        report["servers"][name] = measure(server, files, args.duration, work)
+    quiet = our_server(model_dir, {"MLPLATFORM_SERVING_METRICS": "off"})
+    quiet.name = "ours-metrics-off"
+    stacks = [*candidate_servers(model_dir), our_server(model_dir)]
+    stacks[-1].name = "ours-stack"
 
-    if not only or "ours" in only:
-        ours = our_server(model_dir)
-        with running(ours, work):
-            base = f"http://127.0.0.1:{ours.port}"
-            report["ours_echo_ceiling"] = wrk(f"{base}/ping", None, 16, args.duration)
-            big = wrk(f"{base}/invocations", files["rows1000"], 1, args.duration)
-            report["ours_rows1000_c1"] = big
-        quiet = our_server(model_dir, {"MLPLATFORM_SERVING_METRICS": "off"})
-        with running(quiet, work):
-            report["ours_metrics_off_rows1_c16"] = wrk(
-                f"http://127.0.0.1:{quiet.port}/invocations", files["rows1"], 16, args.duration
-            )
-        stacks: dict[str, Any] = {}
-        for candidate in [*candidate_servers(model_dir), our_server(model_dir)]:
-            entry: dict[str, Any] = {"label": candidate.label}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    raw: list[dict[str, float]] = []
+    with contextlib.ExitStack() as stack:
+        live: list[Server] = []
+        for server in [*competitors, quiet, *stacks]:
             try:
-                with running(candidate, work):
-                    entry["echo_c16"] = wrk(f"http://127.0.0.1:{candidate.port}/ping", None, 16, args.duration)
-                    entry["rows1_c16"] = wrk(
-                        f"http://127.0.0.1:{candidate.port}/invocations", files["rows1"], 16, args.duration
-                    )
+                stack.enter_context(running(server, work))
+                check_answer(server, server.body_file(files["rows1"]))
+                live.append(server)
             except Exception as error:
-                entry["error"] = f"{type(error).__name__}: {error}"
-            stacks[candidate.name] = entry
-            print("stack", candidate.name, entry, flush=True)
-        report["stack_candidates"] = stacks
+                report["servers"][server.name] = {"label": server.label, "error": f"{type(error).__name__}: {error}"}
+                print(server.name, "FAILED", error, flush=True)
+        by_name = {server.name: server for server in live}
 
+        def measure(server: Server, key: str, path: str, body: Path | None, connections: int) -> None:
+            url = f"http://127.0.0.1:{server.port}{path}"
+            content_type = server.content_type
+            result = wrk(url, server.body_file(body) if body else None, connections, args.duration, content_type)
+            runs.setdefault(server.name, {}).setdefault(key, []).append(result)
+            print(server.name, key, result, flush=True)
+
+        for round_index in range(args.rounds):
+            print(f"round {round_index + 1}/{args.rounds}", flush=True)
+            for server in competitors:
+                if server.name in by_name:
+                    for payload, connections in SCENARIOS:
+                        key = f"{payload}_c{connections}"
+                        measure(server, key, server.invoke_path, files[payload], connections)
+            ours = by_name["ours"]
+            measure(ours, "echo_c16", "/ping", None, 16)
+            measure(ours, "rows1000_c1", "/invocations", files["rows1000"], 1)
+            raw.append(raw_onnxruntime(model_dir, files))
+            if "ours-metrics-off" in by_name:
+                measure(by_name["ours-metrics-off"], "rows1_c16", "/invocations", files["rows1"], 16)
+                measure(ours, "rows1_c16_metrics_ab", "/invocations", files["rows1"], 16)
+            for server in stacks:
+                if server.name in by_name:
+                    measure(server, "echo_c16", "/ping", None, 16)
+                    measure(server, "rows1_c16", "/invocations", files["rows1"], 16)
+
+    for server in competitors:
+        if server.name in runs:
+            report["servers"][server.name] = {
+                "label": server.label,
+                **{key: median_run(value) for key, value in runs[server.name].items() if key in _SCENARIO_KEYS},
+            }
+    ours_runs = runs.get("ours", {})
+    report["ours_echo_ceiling"] = median_run(ours_runs["echo_c16"])
+    report["ours_rows1000_c1"] = median_run(ours_runs["rows1000_c1"])
+    report["raw_onnxruntime"] = {key: round(float(np.median([r[key] for r in raw])), 3) for key in raw[0]} | {
+        "all_rounds": raw
+    }
+    if "ours-metrics-off" in runs:
+        report["metrics_ab"] = {
+            "metrics_on_rows1_c16": median_run(ours_runs["rows1_c16_metrics_ab"]),
+            "metrics_off_rows1_c16": median_run(runs["ours-metrics-off"]["rows1_c16"]),
+        }
+    report["stack_candidates"] = {
+        server.name: {"label": server.label, **{k: median_run(v) for k, v in runs.get(server.name, {}).items()}}
+        for server in stacks
+    }
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summarise(report)
     (OUT / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
+    print(json.dumps(report["summary"], indent=2))
     print(f"wrote {OUT / 'serving.json'}")
+
+
+_SCENARIO_KEYS = {f"{payload}_c{connections}" for payload, connections in SCENARIOS}
 
 
 def summarise(report: dict[str, Any]) -> None:
@@ -550,9 +583,10 @@ def summarise(report: dict[str, Any]) -> None:
         summary["ratio_vs_raw_batch1000_per_row"] = round(per_row_us / raw["batch1000_us_per_row"], 2)
         summary["ratio_vs_raw_batch1_per_row"] = round(per_row_us / raw["batch1_us_per_row"], 3)
         summary["target_2x_raw_met"] = per_row_us <= 2 * raw["batch1000_us_per_row"]
-    off = report.get("ours_metrics_off_rows1_c16")
-    if off and ours:
-        summary["metrics_recording_cost_pct"] = round((off["rps"] - ours["rps"]) / off["rps"] * 100, 1)
+    ab = report.get("metrics_ab")
+    if ab:
+        on, off = ab["metrics_on_rows1_c16"]["rps"], ab["metrics_off_rows1_c16"]["rps"]
+        summary["metrics_recording_cost_pct"] = round((off - on) / off * 100, 1)
     report["summary"] = summary
 
 
