@@ -57,6 +57,26 @@ LIFECYCLE = json.dumps(
     }
 )
 
+PIPELINE_DEFINITION: dict[str, Any] = {
+    "Version": "2020-12-01",
+    "Parameters": [{"Name": "WindowEnd", "Type": "String", "DefaultValue": ""}],
+    "Steps": [
+        {
+            "Name": "Monitor",
+            "Type": "Processing",
+            "Arguments": {
+                "RoleArn": ROLE_ARN,
+                "AppSpecification": {"ImageUri": IMAGE},
+                "ProcessingResources": {
+                    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 20}
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
+                "Environment": {"end_time": {"Get": "Parameters.WindowEnd"}},
+            },
+        }
+    ],
+}
+
 # type -> (good inputs, mutation of them, the Pulumi path the violation must name, words its message must hold)
 Example = tuple[dict[str, Any], Callable[[dict[str, Any]], None], str, str]
 
@@ -514,7 +534,7 @@ EXAMPLES: dict[str, Example] = {
             "pipelineName": "mlplatform-dev-monitor",
             "pipelineDisplayName": "mlplatform-dev-monitor",
             "roleArn": ROLE_ARN,
-            "pipelineDefinition": json.dumps({"Version": "2020-12-01", "Steps": []}),
+            "pipelineDefinition": json.dumps(PIPELINE_DEFINITION),
         },
         _set("pipelineName", "mlplatform_dev_monitor"),
         "pipelineName",
@@ -649,3 +669,19 @@ def test_role_managed_policy_arns_are_each_checked_as_attach_role_policy_arns() 
         "AmazonSageMakerReadOnly",
         "iam AttachRolePolicy.PolicyArn",
     )
+
+
+def test_pipeline_step_arguments_are_checked_as_the_request_of_their_step_type() -> None:
+    definition = copy.deepcopy(PIPELINE_DEFINITION)
+    arguments = definition["Steps"][0]["Arguments"]
+    arguments["ProcessingResources"]["ClusterConfig"]["InstanceType"] = "ml.m5d.large"
+    del arguments["AppSpecification"]
+    inputs = {**EXAMPLES["aws:sagemaker/pipeline:Pipeline"][0], "pipelineDefinition": json.dumps(definition)}
+    found = {(v.path, v.source) for v in _violations("aws:sagemaker/pipeline:Pipeline", inputs)}
+    assert found == {
+        (
+            "pipelineDefinition Steps[0].Arguments.ProcessingResources.ClusterConfig.InstanceType",
+            "sagemaker CreateProcessingJob.ProcessingResources.ClusterConfig.InstanceType",
+        ),
+        ("pipelineDefinition Steps[0].Arguments.AppSpecification", "sagemaker CreateProcessingJob.AppSpecification"),
+    }

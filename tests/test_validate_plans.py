@@ -43,7 +43,12 @@ def _mutate(plan: Plan, leaf: Leaf, value: Any) -> dict[str, Any]:
 
 
 def _pick(plan: Plan, what: str, wanted: Callable[[Leaf], bool]) -> Leaf:
-    leaves = [leaf for leaf in _report(plan).leaves if not leaf.type.startswith("pulumi:") and wanted(leaf)]
+    leaves = [
+        leaf
+        for leaf in _report(plan).leaves
+        # inputs only: not the provider's default tags, nor values inside a JSON document (`policy Steps[0]...`)
+        if not leaf.type.startswith("pulumi:") and " " not in leaf.path and wanted(leaf)
+    ]
     if not leaves:
         pytest.fail(f"the {plan.stack} plan has no value with {what} to mutate")
     return leaves[0]

@@ -803,6 +803,7 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "sagemaker",
         "CreatePipeline",
         fields={"pipelineDefinitionS3Location": "PipelineDefinitionS3Location"},
+        documents={"pipelineDefinition": "pipeline-definition"},
         provided={"ClientRequestToken": "the provider generates one per call"},
     ),
     # --- docker-build (not an AWS API; its inputs that reach AWS are the ECR image tags) ----------------------

@@ -484,6 +484,8 @@ class _Resource:
     unknowns: set[str]
     counts: TypeCoverage
     required_paths: set[str] = field(default_factory=set)
+    # Inside a SageMaker pipeline definition, {"Get": "Parameters.X"} and friends are resolved at run time.
+    pipeline_expressions: bool = False
 
     def leaf(self, path: str, value: Any, shape: Shape, aws: str, deploy_time: bool) -> None:
         meta = metadata(shape)
@@ -566,9 +568,9 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
         for required in required_members(struct):
             if required in present or _provided(res.mapping, aws, required):
                 continue
-            res.fail(
-                _join(path, _pulumi_name(required)), None, f"{required} is required", res.source(_join(aws, required))
-            )
+            # AWS's own spelling inside JSON documents (pipeline step arguments), else the Pulumi input's name
+            key = required if res.pipeline_expressions else _pulumi_key(res.mapping, ppath, required)
+            res.fail(_join(path, key), None, f"{required} is required", res.source(_join(aws, required)))
 
 
 def _provided(mapping: ResourceMapping, aws: str, member: str) -> bool:
@@ -579,6 +581,15 @@ def _provided(mapping: ResourceMapping, aws: str, member: str) -> bool:
     op, _, rest = _strip_indices(aws).partition(".")
     relative = _join(rest, member)
     return (relative if op == mapping.operation else f"{op}:{relative}") in mapping.provided
+
+
+def _pulumi_key(mapping: ResourceMapping, ppath: str, member: str) -> str:
+    """The Pulumi input that fills AWS `member` under `ppath`: a renamed one from the mapping, else camelCase."""
+    for pulumi_path, target in mapping.fields.items():
+        parent, _, key = pulumi_path.rpartition(".")
+        if parent == ppath and ":" not in target and target.split(".")[0] == member:
+            return key
+    return _pulumi_name(member)
 
 
 def _strip_indices(path: str) -> str:
@@ -594,6 +605,9 @@ def _check_value(
 ) -> None:
     source = res.source(aws)
     kind = shape.type_name
+    if res.pipeline_expressions and _is_pipeline_expression(value):
+        res.counts.deploy_skipped += 1
+        return
     pairs = pair_members(shape)
     if isinstance(value, dict) and pairs is not None:
         # A Pulumi map that AWS takes as [{Key|Name: k, Value: v}]
@@ -783,8 +797,67 @@ def _document(res: _Resource, text: str, kind: str, path: str) -> None:
     except json.JSONDecodeError as exc:
         res.fail(path, text[:80], f"a JSON document ({exc.msg})", kind)
         return
+    if kind == "pipeline-definition":
+        _pipeline_definition(res, parsed, path)
+        return
     for where, value, allowed in DOCUMENT_CHECKS[kind](parsed):
         res.fail(f"{path} {where}", value, allowed, kind)
+
+
+# --- SageMaker pipeline definitions ------------------------------------------------------------------------------
+
+_PIPELINE_EXPRESSION_KEYS = {"Get", "Std:Join", "Std:JsonGet"}
+# Step types whose Arguments are the request of a SageMaker API call, and the members the pipeline fills itself.
+_STEP_REQUESTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Processing": ("CreateProcessingJob", ("ProcessingJobName",)),
+    "Training": ("CreateTrainingJob", ("TrainingJobName",)),
+    "Transform": ("CreateTransformJob", ("TransformJobName",)),
+    "CreateModel": ("CreateModel", ("ModelName",)),
+}
+_STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
+_PARAMETER_TYPES = ("String", "Integer", "Float", "Boolean")
+_PIPELINE_SOURCE = "SageMaker pipeline definition schema 2020-12-01"
+
+
+def _is_pipeline_expression(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _PIPELINE_EXPRESSION_KEYS
+
+
+def _pipeline_definition(res: _Resource, document: Any, path: str) -> None:
+    """A pipeline definition: its version, parameters and steps, and each step's Arguments checked as the request
+    of the API call the step makes (a Processing step's are a CreateProcessingJob request)."""
+    if not isinstance(document, dict):
+        res.fail(path, document, "a JSON object", _PIPELINE_SOURCE)
+        return
+    if document.get("Version") != "2020-12-01":
+        res.fail(f"{path} Version", document.get("Version"), "2020-12-01", _PIPELINE_SOURCE)
+    for i, parameter in enumerate(document.get("Parameters") or []):
+        at = f"{path} Parameters[{i}]"
+        if not isinstance(parameter, dict) or not _STEP_NAME.fullmatch(str(parameter.get("Name", ""))):
+            res.fail(f"{at}.Name", (parameter or {}).get("Name"), "1-64 letters, digits, - and _", _PIPELINE_SOURCE)
+        elif parameter.get("Type") not in _PARAMETER_TYPES:
+            res.fail(f"{at}.Type", parameter.get("Type"), "one of " + ", ".join(_PARAMETER_TYPES), _PIPELINE_SOURCE)
+    steps = document.get("Steps")
+    if not isinstance(steps, list) or not steps:
+        res.fail(f"{path} Steps", steps, "a non-empty list of steps", _PIPELINE_SOURCE)
+        return
+    names = [s.get("Name") for s in steps if isinstance(s, dict)]
+    if len(set(map(str, names))) != len(names):
+        res.fail(f"{path} Steps[].Name", names, "a different name for every step", _PIPELINE_SOURCE)
+    for i, step in enumerate(steps):
+        at = f"{path} Steps[{i}]"
+        if not isinstance(step, dict) or not _STEP_NAME.fullmatch(str(step.get("Name", ""))):
+            res.fail(f"{at}.Name", (step or {}).get("Name"), "1-64 letters, digits, - and _", _PIPELINE_SOURCE)
+            continue
+        request = _STEP_REQUESTS.get(str(step.get("Type")))
+        if request is None or not isinstance(step.get("Arguments"), dict):
+            continue  # other step types (Condition, Lambda, Fail...) have no API request shape to check
+        op, filled = request
+        mapping = ResourceMapping(
+            "sagemaker", op, provided={m: "the pipeline names the job" for m in filled}, tags=None
+        )
+        inner = _Resource(res.report, res.type, res.name, mapping, res.unknowns, res.counts, pipeline_expressions=True)
+        _check_structure(inner, step["Arguments"], input_shape("sagemaker", op), f"{at}.Arguments", "", op)
 
 
 # --- docker-build ----------------------------------------------------------------------------------------------
