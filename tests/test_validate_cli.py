@@ -80,3 +80,15 @@ def test_resources_the_program_only_reads_are_not_validated(tmp_path: Path, caps
     path = _write(tmp_path, {"stack": "dev", "resources": [read], "outputs": {}})
     assert main([str(path)]) == 0
     assert "1 read, not created" in capsys.readouterr().out
+
+
+def test_skipped_inputs_are_listed_with_the_reason(
+    dev_plan: Plan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, dev_plan.as_json())
+    assert main([str(path), "--skipped"]) == 0
+    out = capsys.readouterr().out
+    bucket = next(r for r in dev_plan.resources if r["type"] == "aws:s3/bucket:Bucket")
+    assert (
+        f"  skipped aws:s3/bucket:Bucket {bucket['name']}: forceDestroy: not sent: provider behaviour on delete" in out
+    )

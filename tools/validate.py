@@ -422,11 +422,26 @@ class Leaf:
     required: bool = False  # AWS requires the member (deleting it must be caught)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Inputs not checked against a model: not sent to AWS, unknown until deployment, or unmapped; and why."""
+
+    type: str
+    name: str
+    path: str
+    why: str  # "not sent" | "deploy-time" | "unmapped"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}: {self.path}: {self.why}: {self.reason}"
+
+
 @dataclass
 class Report:
     stack: str
     violations: list[Violation] = field(default_factory=list)
     leaves: list[Leaf] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     coverage: dict[str, TypeCoverage] = field(default_factory=dict)
     uncovered_types: dict[str, int] = field(default_factory=dict)  # AWS types with no mapping -> resource count
     non_aws: int = 0  # components, providers, pulumi:* resources
@@ -487,6 +502,16 @@ class _Resource:
     # Inside a SageMaker pipeline definition, {"Get": "Parameters.X"} and friends are resolved at run time.
     pipeline_expressions: bool = False
 
+    def skip(self, why: str, path: str, reason: str, n: int = 1) -> None:
+        """Count `n` values not checked against a model, and say which and why (`--skipped` lists them)."""
+        if why == "not sent":
+            self.counts.not_sent += n
+        elif why == "deploy-time":
+            self.counts.deploy_skipped += n
+        else:
+            self.counts.unmapped += n
+        self.report.skipped.append(Skipped(self.type, self.name, path, why, reason))
+
     def leaf(self, path: str, value: Any, shape: Shape, aws: str, deploy_time: bool) -> None:
         meta = metadata(shape)
         self.report.leaves.append(
@@ -537,8 +562,9 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
         shown = _join(path, key)
         if child is None:
             continue
-        if is_ignored(res.mapping, full) is not None:
-            res.counts.not_sent += _leaves(child)
+        reason = is_ignored(res.mapping, full)
+        if reason is not None:
+            res.skip("not sent", shown, reason, _leaves(child))
             continue
         if res.mapping.tags and full == res.mapping.tags[0]:
             _check_tags(res, child, shown)
@@ -557,7 +583,7 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
                 _check_rule(res, full, shown, child)
                 res.counts.checked += 1
             else:
-                res.counts.unmapped += _leaves(child)
+                res.skip("unmapped", shown, "no AWS member matches it: add it to tools/aws_models.py", _leaves(child))
             continue
         if not target.redirected:
             present.add(target.member.split(".")[0])
@@ -606,7 +632,7 @@ def _check_value(
     source = res.source(aws)
     kind = shape.type_name
     if res.pipeline_expressions and _is_pipeline_expression(value):
-        res.counts.deploy_skipped += 1
+        res.skip("deploy-time", path, f"a pipeline expression ({json.dumps(value)}), resolved when the pipeline runs")
         return
     pairs = pair_members(shape)
     if isinstance(value, dict) and pairs is not None:
@@ -696,7 +722,7 @@ def _check_scalar(res: _Resource, value: Any, shape: Shape, path: str, ppath: st
                 if shaped:
                     res.counts.deploy_checked += 1
                 else:
-                    res.counts.deploy_skipped += 1
+                    res.skip("deploy-time", path, f"unknown until deployment; {source} has no pattern to check")
             else:
                 res.counts.checked += 1
                 _check_rule(res, ppath, path, value)
@@ -723,7 +749,7 @@ def _check_scalar(res: _Resource, value: Any, shape: Shape, path: str, ppath: st
             res.fail(path, value, "true or false", source)
         res.counts.checked += 1
         return
-    res.counts.unmapped += 1
+    res.skip("unmapped", path, f"{source} is a {kind}, which this validator does not check")
 
 
 def _check_string(res: _Resource, value: str, shape: Shape, path: str, source: str, unknown: bool) -> bool:
@@ -780,7 +806,7 @@ def _check_tags(res: _Resource, tags: Any, path: str) -> None:
     op, member = target.split(":", 1) if ":" in target else (res.mapping.operation, target)
     shape = descend(input_shape(res.mapping.service, op), member)
     if shape is None or not isinstance(tags, dict):
-        res.counts.unmapped += _leaves(tags)
+        res.skip("unmapped", path, f"no tag shape at {target}", _leaves(tags))
         return
     _check_value(res, tags, shape, path, res.mapping.tags[0], f"{op}.{member}")
 
@@ -909,7 +935,7 @@ def _check_image(res: _Resource, inputs: Mapping[str, Any]) -> None:
                             f"tags[{i}]", ref, f"an ECR image tag of at most {hi} characters", "ecr PutImage imageTag"
                         )
         else:
-            res.counts.not_sent += _leaves(value)
+            res.skip("not sent", key, "a build setting of the local builder; no AWS API receives it", _leaves(value))
 
 
 # --- entry points ------------------------------------------------------------------------------------------------
@@ -990,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plans", nargs="+", type=Path, help="plan files written by `python -m tools.plan`")
     parser.add_argument("--table", action="store_true", help="print coverage per resource type")
     parser.add_argument("--strict-coverage", action="store_true", help="also fail when an AWS type has no mapping")
+    parser.add_argument("--skipped", action="store_true", help="list every input not checked, and why")
     args = parser.parse_args(argv)
     failed = False
     for path in args.plans:
@@ -1004,6 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report.coverage_line())
         if args.table:
             print(report.coverage_table())
+        if args.skipped:
+            for item in report.skipped:
+                print(f"  skipped {item}")
         failed = failed or not report.ok or (args.strict_coverage and bool(report.uncovered_types))
     return 1 if failed else 0
 
