@@ -262,3 +262,50 @@ def test_a_bad_override_names_the_feature(baseline_dir: pathlib.Path, tmp_path: 
     (tmp_path / "cap").mkdir()
     with pytest.raises(ValueError, match=r"feature 'f0' monitoringConfigOverrides.comparison_threshold is 'high'"):
         _run(baseline_dir, tmp_path / "cap")
+
+
+def test_a_baseline_in_the_built_in_analyzers_shape_is_read_and_compared(tmp_path: pathlib.Path) -> None:
+    # Model Monitor writes a sketch as compactor buffers; an item at level h stands for 2**h values.
+    # Here: level 0 holds 0..99 once, level 1 holds 100..199 (each counts twice): 300 values in all.
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    stats = {
+        "version": 0,
+        "dataset": {"item_count": 300},
+        "features": [
+            {
+                "name": "x",
+                "inferred_type": "Fractional",
+                "numerical_statistics": {
+                    "common": {"num_present": 300, "num_missing": 0},
+                    "mean": 132.8,
+                    "sum": 39850.0,
+                    "std_dev": 55.0,
+                    "min": 0.0,
+                    "max": 199.0,
+                    "distribution": {
+                        "kll": {
+                            "buckets": [],
+                            "sketch": {
+                                "parameters": {"c": 0.64, "k": 2048.0},
+                                "data": [[float(v) for v in range(100)], [float(v) for v in range(100, 200)]],
+                            },
+                        }
+                    },
+                },
+            }
+        ],
+    }
+    constraints = {
+        "version": 0,
+        "features": [{"name": "x", "inferred_type": "Fractional", "completeness": 1.0}],
+        "monitoring_config": {"distribution_constraints": {"comparison_method": "Simple"}},
+    }
+    (baseline / "statistics.json").write_text(json.dumps(stats))
+    (baseline / "constraints.json").write_text(json.dumps(constraints))
+    # Current: 0..199 once each. Baseline CDF at 99 is 100/300, current 100/200: distance 1/6.
+    rows = [[float(v)] for v in range(200)]
+    write_capture_file(tmp_path / "cap", [capture_record(rows, T0)], T0)
+    result = _run(baseline, tmp_path / "cap")
+    assert result.evaluation.comparisons["x"].distance == pytest.approx(1 / 6)
+    assert _checks(result) == {("x", "baseline_drift_check")}

@@ -252,3 +252,19 @@ def test_window_seconds_sets_the_start_from_the_end(workspace: pathlib.Path) -> 
     assert settings.window.end == END
     with pytest.raises(ValueError, match="MLPLATFORM_WINDOW_SECONDS is '-5'"):
         parse_settings(_env(workspace, start_time="", MLPLATFORM_WINDOW_SECONDS="-5"))
+
+
+def test_report_of_an_empty_window_says_no_data(workspace: pathlib.Path) -> None:
+    empty = workspace / "empty"
+    empty.mkdir()
+    result = analyze(
+        LocalSource(empty),
+        workspace / "baseline" / "statistics.json",
+        workspace / "baseline" / "constraints.json",
+        TimeWindow(T0, END),
+    )
+    page = render_report(result)
+    assert "<h1>Drift report: no data</h1>" in page
+    assert "Completed: no data in the window" in page
+    data = build_metric_data(result.profile, result.evaluation, endpoint_name="ep", schedule_name="s", timestamp=END)
+    assert {d["MetricName"]: d["Value"] for d in data} == {"constraint_violations": 0.0, "records_analyzed": 0.0}
