@@ -268,3 +268,11 @@ def test_report_of_an_empty_window_says_no_data(workspace: pathlib.Path) -> None
     assert "Completed: no data in the window" in page
     data = build_metric_data(result.profile, result.evaluation, endpoint_name="ep", schedule_name="s", timestamp=END)
     assert {d["MetricName"]: d["Value"] for d in data} == {"constraint_violations": 0.0, "records_analyzed": 0.0}
+
+
+def test_cli_baseline_writes_both_files_from_a_csv(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "train.csv").write_text("age,colour\n30,red\n41,blue\n")
+    assert cli_main(["baseline", "--data", str(tmp_path / "train.csv"), "--output", str(tmp_path / "b")]) == 0
+    stats = json.loads((tmp_path / "b" / "statistics.json").read_text())
+    assert [(f["name"], f["inferred_type"]) for f in stats["features"]] == [("age", "Integral"), ("colour", "String")]
+    assert (tmp_path / "b" / "constraints.json").is_file()
