@@ -232,10 +232,15 @@ def declared_args(dockerfile: Path) -> set[str]:
     return names
 
 
-def provenance_args(dockerfile: Path, repo: Path = REPO) -> dict[str, str]:
+def provenance(repo: Path = REPO) -> dict[str, str]:
+    """The values of the OCI revision and source labels, as build args (read once per run: HEAD may move)."""
+    return {"REVISION": git_revision(repo), "SOURCE": git_source(repo)}
+
+
+def provenance_args(dockerfile: Path, values: Mapping[str, str] | None = None) -> dict[str, str]:
     """Build args for the OCI labels (revision, source) where the Dockerfile declares them."""
-    values = {"REVISION": git_revision(repo), "SOURCE": git_source(repo)}
-    return {name: value for name, value in values.items() if name in declared_args(dockerfile)}
+    declared = declared_args(dockerfile)
+    return {name: value for name, value in (values or provenance()).items() if name in declared}
 
 
 def git_source(repo: Path = REPO) -> str:
@@ -416,11 +421,15 @@ def mounted_image(image: str) -> Iterator[Path]:
             subprocess.run(["buildah", "umount", container], capture_output=True, check=False)
 
 
+def export_layers(image: str, target: Path) -> list[Path]:
+    """Every layer of `image` as an uncompressed tar under `target`, base first (`buildah push` to `dir:`)."""
+    _run(["buildah", "push", "--quiet", "--disable-compression", image, f"dir:{target}"], timeout=600)
+    manifest = json.loads((target / "manifest.json").read_text())
+    return [target / layer["digest"].partition(":")[2] for layer in manifest["layers"]]
+
+
 @contextlib.contextmanager
 def exported_layers(image: str) -> Iterator[list[Path]]:
-    """Every layer of `image` as an uncompressed tar, base first (`buildah push` to a `dir:` target)."""
-    with tempfile.TemporaryDirectory(prefix="layers-", dir=os.environ.get("TMPDIR")) as scratch:
-        target = Path(scratch) / "image"
-        _run(["buildah", "push", "--quiet", "--disable-compression", image, f"dir:{target}"], timeout=600)
-        manifest = json.loads((target / "manifest.json").read_text())
-        yield [target / layer["digest"].partition(":")[2] for layer in manifest["layers"]]
+    """`export_layers` into a temporary folder that is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="layers-") as scratch:
+        yield export_layers(image, Path(scratch) / "image")

@@ -60,5 +60,6 @@ def pip_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project_images(base_image: str, pip_cert: Path) -> Iterator[ProjectImages]:
     """Builds each project image on first use (sizes go to build/containers/images.json as they are built)."""
     built = ProjectImages(base_image=base_image, pip_cert=pip_cert)
+    built.start()  # all three build in the background while the first tests run
     yield built
     built.close()

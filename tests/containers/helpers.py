@@ -13,8 +13,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,9 +143,9 @@ class ImageRecord:
         }
 
 
-def build_options(name: str, dockerfile: Path, pip_cert: Path) -> tuple[dict[str, str], list[str]]:
+def build_options(name: str, dockerfile: Path, labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Build args and volumes for one image: provenance labels, and for training the local CPU torch wheels."""
-    args = images.provenance_args(dockerfile)
+    args = images.provenance_args(dockerfile, labels)
     volumes: list[str] = []
     if name == "training":
         wheels = local_wheels()
@@ -160,28 +162,42 @@ def build_options(name: str, dockerfile: Path, pip_cert: Path) -> tuple[dict[str
 
 @dataclass
 class ProjectImages:
-    """The project's images, each built once per test session from its real Dockerfile."""
+    """The project's images, each built once per test session from its real Dockerfile.
+
+    `start()` builds them in the background on two workers (training, the long one, on its own), so the
+    session waits for about the training build rather than the sum of all three.
+    """
 
     base_image: str
     pip_cert: Path
-    records: dict[str, ImageRecord] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    layer_dirs: dict[str, tuple[list[Path], Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=images.provenance)
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mlp-layers-")))
+    layer_paths: dict[str, list[Path]] = field(default_factory=dict)
+    _futures: dict[str, Future[ImageRecord]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def dockerfile(self, name: str) -> Path:
         return REPO / name / "Dockerfile"
 
+    def start(self, names: tuple[str, ...] = IMAGE_NAMES) -> None:
+        with self._lock:
+            for name in names:
+                if name not in self._futures:
+                    self._futures[name] = self._pool.submit(self._build, name)
+
     def get(self, name: str) -> ImageRecord:
-        """Build `name` (or return it if built); raises ImageToolError with the build log's tail on failure."""
-        if name in self.records:
-            return self.records[name]
-        if name in self.errors:
-            raise images.ImageToolError(self.errors[name])
+        """The built image (waits for its build); raises ImageToolError with the build log's tail on failure."""
+        self.start((name,))
+        return self._futures[name].result()
+
+    def _build(self, name: str) -> ImageRecord:
         dockerfile = self.dockerfile(name)
+        log = LOG_DIR / f"{name}.log"
         try:
             if not dockerfile.is_file():
                 raise images.ImageToolError(f"{dockerfile.relative_to(REPO)} does not exist yet")
-            args, volumes = build_options(name, dockerfile, self.pip_cert)
+            args, volumes = build_options(name, dockerfile, self.labels)
             built = images.build_image(
                 dockerfile,
                 f"localhost/mlplatform-{name}:test",
@@ -189,11 +205,11 @@ class ProjectImages:
                 build_args=args,
                 volumes=volumes,
                 secrets={"pip_cert": self.pip_cert},
-                log_path=LOG_DIR / f"{name}.log",
+                log_path=log,
             )
+            layers = images.export_layers(built.tag, self.scratch / name)
         except images.ImageToolError as error:
-            self.errors[name] = f"building {name} failed (log: {LOG_DIR / (name + '.log')}): {error}"
-            raise images.ImageToolError(self.errors[name]) from None
+            raise images.ImageToolError(f"building {name} failed (log: {log}): {error}") from None
         record = ImageRecord(
             name=name,
             tag=built.tag,
@@ -201,23 +217,20 @@ class ProjectImages:
             build_seconds=built.seconds,
             revision=args.get("REVISION", ""),
             source=args.get("SOURCE", ""),
+            layer_bytes=[path.stat().st_size for path in layers],
         )
-        record.layer_bytes = [path.stat().st_size for path in self.layers(record)]
-        self.records[name] = record
-        record_sizes(self.base_image, record)
+        with self._lock:
+            self.layer_paths[name] = layers
+            record_sizes(self.base_image, record)
         return record
 
     def layers(self, record: ImageRecord) -> list[Path]:
-        """The image's layer tars (exported once, kept until the session ends)."""
-        if record.name not in self.layer_dirs:
-            context = images.exported_layers(record.tag)
-            self.layer_dirs[record.name] = (context.__enter__(), context)
-        return self.layer_dirs[record.name][0]
+        """The image's layer tars, exported once after its build, kept until the session ends."""
+        return self.layer_paths[record.name]
 
     def close(self) -> None:
-        for _, context in self.layer_dirs.values():
-            context.__exit__(None, None, None)
-        self.layer_dirs.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def record_sizes(base_image: str, record: ImageRecord) -> None:
@@ -243,7 +256,13 @@ def base_ca_bundle(base_image: str) -> bytes:
 
 
 def build_variant(
-    dockerfile_text: str, tag: str, base_image: str, pip_cert: Path, folder: Path, name: str
+    dockerfile_text: str,
+    tag: str,
+    base_image: str,
+    pip_cert: Path,
+    folder: Path,
+    name: str,
+    labels: Mapping[str, str] | None = None,
 ) -> images.BuiltImage:
     """Build a Dockerfile written to a temporary folder, with the repository root as context (broken variants)."""
     path = folder / f"Dockerfile.{name}"
@@ -252,7 +271,7 @@ def build_variant(
         path,
         tag,
         base_image=base_image,
-        build_args=images.provenance_args(path),
+        build_args=images.provenance_args(path, labels),
         secrets={"pip_cert": pip_cert},
         log_path=LOG_DIR / f"{name}.log",
     )

@@ -15,6 +15,7 @@ from tests.containers.helpers import (
     LOG_DIR,
     REPO,
     SKIP_ENV,
+    ProjectImages,
     base_ca_bundle,
     base_layer_count,
     build_variant,
@@ -89,7 +90,8 @@ def test_base_image_is_rebuilt_from_the_cached_rootfs_without_debootstrap(
 
 
 @pytest.fixture(scope="module")
-def tiny(base_image: str, pip_cert: Path) -> Iterator[str]:
+def tiny(base_image: str, pip_cert: Path, project_images: ProjectImages) -> Iterator[str]:
+    # Asking for project_images starts the real images' builds in the background while these tests run.
     built = images.build_image(
         TINY,
         TINY_TAG,

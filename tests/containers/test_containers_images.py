@@ -63,9 +63,11 @@ def test_oci_labels_name_the_source_and_the_built_revision(project_images: Proje
     config = images.image_config(record.tag)
     assert image_checks.label_problems(config) == []
     # The values the build passed (HEAD may move on while the tests run), not the Dockerfile's defaults.
-    assert record.revision == images.git_revision() or len(record.revision) == 40
+    assert record.revision == project_images.labels["REVISION"]
+    assert len(record.revision) == 40
     assert config.labels["org.opencontainers.image.revision"] == record.revision
     assert config.labels["org.opencontainers.image.source"] == record.source == images.git_source()
+    assert record.revision != "unknown"
 
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)
@@ -145,7 +147,10 @@ def test_serving_entrypoint_that_ignores_serve_fails_the_contract_check(
     index = max(i for i, line in enumerate(lines) if line.startswith("ENTRYPOINT"))
     lines[index] = 'ENTRYPOINT ["python3", "-c", "import sys; print(\\"ignoring\\", sys.argv[1:])"]'
     tag = "localhost/mlplatform-serving:ignores-serve"
-    build_variant("\n".join(lines) + "\n", tag, project_images.base_image, pip_cert, tmp_path, "serving-ignores-serve")
+    variant = "\n".join(lines) + "\n"
+    build_variant(
+        variant, tag, project_images.base_image, pip_cert, tmp_path, "serving-ignores-serve", project_images.labels
+    )
     try:
         report = image_checks.check_serving(
             tag,
