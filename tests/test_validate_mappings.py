@@ -182,6 +182,20 @@ EXAMPLES: dict[str, Example] = {
         "versioningConfiguration.status",
         "one of Enabled, Suspended",
     ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": (
+        {
+            "bucket": BUCKET,
+            "key": "baselines/statistics.json",
+            "content": "{}",
+            "contentType": "application/json",
+            "serverSideEncryption": "aws:kms",
+            "kmsKeyId": KEY_ARN,
+            "tags": {"kind": "baseline"},
+        },
+        _set("serverSideEncryption", "kms"),
+        "serverSideEncryption",
+        "one of AES256",
+    ),
     "aws:kms/key:Key": (
         {
             "description": "mlplatform-dev: encrypts ML data",
@@ -303,6 +317,23 @@ EXAMPLES: dict[str, Example] = {
         lambda i: i.update(dashboardBody=i["dashboardBody"].replace('"metric"', '"graph"')),
         "dashboardBody widgets[0].type",
         "one of metric",
+    ),
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": (
+        {
+            "alarmName": "mlplatform-dev-rollback",
+            "alarmRule": 'ALARM("mlplatform-dev-5xx") OR ALARM("mlplatform-dev-latency")',
+            "alarmActions": [TOPIC_ARN],
+            "actionsSuppressor": {"alarm": "mlplatform-dev-maintenance", "waitPeriod": 60.0, "extensionPeriod": 60.0},
+        },
+        _set("alarmRule", "ALARM(x)" * 1500),
+        "alarmRule",
+        "characters",
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": (
+        {"name": "/aws/sagemaker/Endpoints/mlplatform-dev", "retentionInDays": 30.0, "kmsKeyId": KEY_ARN},
+        _set("name", "mlplatform dev logs!"),
+        "name",
+        "matching",
     ),
     "aws:cloudwatch/eventRule:EventRule": (
         {

@@ -305,8 +305,9 @@ class ResourceMapping:
 
     service: str | None  # botocore service name; None for docker-build's Image (tools.validate._check_image)
     operation: str | None
-    # Pulumi path -> AWS member: a member name relative to the parent shape, or `Op:Member.Path` (top level only)
-    # for inputs the provider sends with a second call (KMS key rotation, an ECR repository's lifecycle...).
+    # Pulumi path -> AWS member: a member name relative to the parent shape, `Op:Member.Path` (top level only)
+    # for inputs the provider sends with a second call (KMS key rotation, a role's inline policies), or "" for a
+    # block whose inputs are members of the parent structure itself.
     fields: Mapping[str, str] = field(default_factory=dict)
     ignored: Mapping[str, str] = field(default_factory=dict)
     # AWS path (dotted member names) -> who fills a required member the plan does not set.
@@ -435,6 +436,26 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "s3",
         "PutBucketVersioning",
         fields={"versioningConfiguration": "VersioningConfiguration", "versioningConfiguration.mfaDelete": "MFADelete"},
+        tags=None,
+    ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ResourceMapping(
+        "s3",
+        "PutObject",
+        fields={
+            "kmsKeyId": "SSEKMSKeyId",
+            "acl": "ACL",
+            "websiteRedirect": "WebsiteRedirectLocation",
+            "content": "Body",
+            "contentBase64": "Body",
+        },
+        ignored={
+            "source": "a local file the provider uploads as the body",
+            "sourceHash": "provider change detection, not sent to AWS",
+            "etag": "provider change detection, not sent to AWS",
+            "forceDestroy": "provider behaviour on delete, not sent to AWS",
+            "overrideProvider": "provider settings for this resource, not sent to AWS",
+            "tags": "sent URL-encoded in the Tagging header, a plain string in the model",
+        },
         tags=None,
     ),
     # --- KMS --------------------------------------------------------------------------------------------------
@@ -589,6 +610,28 @@ MAPPINGS: dict[str, ResourceMapping] = {
             )
         },
         tags=None,
+    ),
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": ResourceMapping(
+        "cloudwatch",
+        "PutCompositeAlarm",
+        # "" flattens a block: its inputs are members of the request itself.
+        fields={
+            "actionsSuppressor": "",
+            "actionsSuppressor.alarm": "ActionsSuppressor",
+            "actionsSuppressor.waitPeriod": "ActionsSuppressorWaitPeriod",
+            "actionsSuppressor.extensionPeriod": "ActionsSuppressorExtensionPeriod",
+        },
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": ResourceMapping(
+        "logs",
+        "CreateLogGroup",
+        fields={"name": "logGroupName", "retentionInDays": "PutRetentionPolicy:retentionInDays"},
+        ignored={
+            "namePrefix": "provider auto-naming prefix",
+            "skipDestroy": "provider behaviour on delete, not sent to AWS",
+        },
+        provided={"logGroupName": _AUTONAMED},
+        tags=("tags", "tags"),
     ),
     # --- EventBridge (rules and targets) ----------------------------------------------------------------------
     "aws:cloudwatch/eventRule:EventRule": ResourceMapping(

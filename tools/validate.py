@@ -557,9 +557,12 @@ def _leaves(value: Any) -> int:
 
 def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, path: str, ppath: str, aws: str) -> None:
     present: set[str] = set()
-    for key, child in value.items():
-        full = _join(ppath, key)
-        shown = _join(path, key)
+    # (key, value, its parent's Pulumi path, its parent's shown path): a flattened block's inputs join its parent's
+    pending: list[tuple[str, Any, str, str]] = [(k, v, ppath, path) for k, v in value.items()]
+    while pending:
+        key, child, parent_ppath, parent_path = pending.pop(0)
+        full = _join(parent_ppath, key)
+        shown = _join(parent_path, key)
         if child is None:
             continue
         reason = is_ignored(res.mapping, full)
@@ -569,7 +572,11 @@ def _check_structure(res: _Resource, value: Mapping[str, Any], shape: Shape, pat
         if res.mapping.tags and full == res.mapping.tags[0]:
             _check_tags(res, child, shown)
             continue
-        target = resolve_child(res.mapping, shape, ppath, key)
+        if res.mapping.fields.get(full) == "" and isinstance(child, dict):
+            # A Pulumi block whose inputs are members of this same structure (CloudWatch's actionsSuppressor).
+            pending.extend((k, v, full, shown) for k, v in child.items())
+            continue
+        target = resolve_child(res.mapping, shape, parent_ppath, key)
         if (
             target is not None
             and not target.redirected
