@@ -6,13 +6,20 @@ prod can promote what dev trained (`stack`) or a reviewed pinned version (`pinne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
-from components.outputs import BASELINE_CONSTRAINTS_URI, BASELINE_STATISTICS_URI, MODEL_DATA_URI, SERVING_IMAGE
+from components.outputs import (
+    BASELINE_CONSTRAINTS_URI,
+    BASELINE_STATISTICS_URI,
+    KMS_KEY_ARN,
+    MODEL_DATA_URI,
+    SERVING_IMAGE,
+)
 from components.settings import PROJECT, ModelSourceSettings, config_key, image_by_digest, s3_uri
 from components.training import ModelTraining
 
@@ -45,6 +52,8 @@ class ModelArtifacts:
     """S3 URI of the suggested `constraints.json` (Model Monitor format)."""
     serving_image: pulumi.Output[str]
     """Serving image by digest (`REPO@sha256:...`)."""
+    source_kms_key_arn: pulumi.Output[str] | None = None
+    """Key of the stack the model is promoted from (its files and image are encrypted with it), if any."""
 
     def exports(self) -> dict[str, pulumi.Output[str]]:
         """The stack outputs these artifacts become, by output name."""
@@ -70,6 +79,12 @@ def _json_uri(value: str) -> str:
     return value
 
 
+def _kms_key_arn(value: str) -> str:
+    if not re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", value):
+        raise ValueError(f"must be a KMS key ARN, got {value!r}")
+    return value
+
+
 # Each output the model needs, and the check its value must pass.
 _CHECKS: dict[str, Callable[[str], str]] = {
     MODEL_DATA_URI: _prefix_uri,
@@ -77,19 +92,21 @@ _CHECKS: dict[str, Callable[[str], str]] = {
     BASELINE_CONSTRAINTS_URI: _json_uri,
     SERVING_IMAGE: image_by_digest,
 }
+# A promoted stack's outputs also carry its key: its model files and image are encrypted with it.
+_STACK_CHECKS: dict[str, Callable[[str], str]] = {**_CHECKS, KMS_KEY_ARN: _kms_key_arn}
 
 
 def check_stack_outputs(stack: str, outputs: Mapping[str, Any]) -> dict[str, str]:
-    """The four model outputs of `stack`, checked; every missing or malformed one is named in one error."""
+    """The model outputs of `stack` and its key, checked; every missing or malformed one is named in one error."""
     problems: list[str] = []
     checked: dict[str, str] = {}
-    missing = [key for key in _CHECKS if outputs.get(key) in (None, "")]
+    missing = [key for key in _STACK_CHECKS if outputs.get(key) in (None, "")]
     if missing:
         problems.append(
             f"no output {', '.join(repr(m) for m in missing)} (deploy that stack with mlplatform:modelSource "
             "train first, or promote pinned values with mlplatform:modelSource pinned)"
         )
-    for key, check in _CHECKS.items():
+    for key, check in _STACK_CHECKS.items():
         value = outputs.get(key)
         if key in missing:
             continue
@@ -143,6 +160,7 @@ def resolve_model_artifacts(
             baseline_statistics_uri=checked[BASELINE_STATISTICS_URI],
             baseline_constraints_uri=checked[BASELINE_CONSTRAINTS_URI],
             serving_image=checked[SERVING_IMAGE],
+            source_kms_key_arn=checked[KMS_KEY_ARN],
         )
     fields = {
         MODEL_DATA_URI: "data_uri",

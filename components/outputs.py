@@ -25,6 +25,13 @@ BASELINE_CONSTRAINTS_URI: Final = "baselineConstraintsUri"
 ALARM_TOPIC_ARN: Final = "alarmTopicArn"
 DASHBOARD_URL: Final = "dashboardUrl"
 TRAINING_JOB_NAME: Final = "trainingJobName"
+ENDPOINT_INSTANCE_TYPE: Final = "endpointInstanceType"
+ENDPOINT_AUTOSCALING_ENABLED: Final = "endpointAutoscalingEnabled"
+ENDPOINT_VARIANT_NAME: Final = "endpointVariantName"
+ENDPOINT_ROLE_ARN: Final = "endpointRoleArn"
+ROLLBACK_ALARM_NAMES: Final = "rollbackAlarmNames"
+MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
+MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 
 # What each output means, with an example value shape; the README's output table is checked against this.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
@@ -39,4 +46,55 @@ DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
         "mlplatform-dev-models-1a2b3c4",
     ),
     CAPTURE_BUCKET: ("bucket receiving endpoint data capture", "mlplatform-dev-capture-1a2b3c4"),
+    ENDPOINT_NAME: ("SageMaker endpoint to invoke (stable across rollouts)", "mlplatform-prod"),
+    ENDPOINT_ARN: ("ARN of the endpoint", "arn:aws:sagemaker:us-east-1:111122223333:endpoint/mlplatform-prod"),
+    ENDPOINT_CONFIG_NAME: (
+        "endpoint config this deployment asked for (`tools.verify` checks it serves)",
+        "mlplatform-prod-config-3c1d2e4",
+    ),
+    ENDPOINT_VARIANT_NAME: ("production variant name (constant)", "primary"),
+    ENDPOINT_INSTANCE_TYPE: (
+        "serving instance type of this deployment (read back by the next deployment)",
+        "ml.c6i.xlarge",
+    ),
+    ENDPOINT_AUTOSCALING_ENABLED: ("whether autoscaling is attached (read back by the next deployment)", "true"),
+    ENDPOINT_ROLE_ARN: (
+        "execution role of the model containers",
+        "arn:aws:iam::111122223333:role/mlplatform-prod-role-1a2b3c4",
+    ),
+    INVOKE_POLICY_ARN: (
+        "IAM policy allowing sagemaker:InvokeEndpoint on this endpoint only; attach it to apps",
+        "arn:aws:iam::111122223333:policy/mlplatform-prod-invoke-1a2b3c4",
+    ),
+    ROLLBACK_ALARM_NAMES: (
+        "alarms that roll a blue/green deployment back",
+        '["mlplatform-prod-rollback-5xx", "mlplatform-prod-rollback-latency-p99"]',
+    ),
+    SERVING_IMAGE: (
+        "serving image by digest",
+        "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-dev-serving@sha256:5e5e...",
+    ),
+    MODEL_DATA_URI: (
+        "S3 prefix of the deployed model files (uncompressed)",
+        "s3://mlplatform-dev-models-0a1b2c3/training/mlplatform-dev-train-3f9a.../output/model/",
+    ),
+    BASELINE_STATISTICS_URI: (
+        "baseline statistics.json of the deployed model (Model Monitor format)",
+        "s3://.../output/model/baseline/statistics.json",
+    ),
+    BASELINE_CONSTRAINTS_URI: ("baseline constraints.json of the deployed model", "s3://.../baseline/constraints.json"),
+    CAPTURE_URI: (
+        "where the endpoint's captured requests land",
+        "s3://mlplatform-prod-capture-1a2b3c4/capture/mlplatform-prod/",
+    ),
+    ALARM_TOPIC_ARN: ("SNS topic every alarm notifies", "arn:aws:sns:us-east-1:111122223333:mlplatform-prod-alarms"),
+    DASHBOARD_URL: (
+        "CloudWatch dashboard of the endpoint",
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=...",
+    ),
+    MONITOR_SCHEDULE_NAME: ("drift monitor schedule (empty when the monitor is off)", "mlplatform-prod-drift"),
+    MONITOR_REPORTS_URI: ("where drift reports are written", "s3://mlplatform-prod-models-1a2b3c4/monitoring/..."),
 }
+
+# Only stacks that train export this one.
+TRAINING_OUTPUTS: Final = {TRAINING_JOB_NAME: ("training job that produced the model", "mlplatform-dev-train-3f9a...")}

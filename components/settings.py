@@ -399,8 +399,6 @@ class MonitoringSettings(_Section):
     """Instance type of each monitoring run."""
     max_runtime_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     """Stop a monitoring run after this long."""
-    drift_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
-    """L-infinity distance above which a feature counts as drifted."""
 
     @model_validator(mode="after")
     def _rules(self) -> MonitoringSettings:
@@ -476,6 +474,11 @@ class StackSettings(BaseModel):
             errors.append("model source 'train' needs a training image: build images or set mlplatform:imagesTraining")
         if self.project.environment == "prod" and not self.project.protect:
             errors.append("mlplatform:protect must be true in a prod environment (stateful resources stay protected)")
+        if self.monitoring.backend != "none" and not self.capture.enabled:
+            errors.append(
+                f"mlplatform:monitorBackend {self.monitoring.backend} reads captured data: set "
+                "mlplatform:captureEnabled to true or mlplatform:monitorBackend to none"
+            )
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
         if errors:

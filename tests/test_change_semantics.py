@@ -54,7 +54,7 @@ def _plan(image: str, count: int, canary: int, bake: int) -> dict[str, Any]:
         {
             "primaryContainer": {
                 "image": image,
-                "modelDataSource": {"s3DataSource": {"s3Uri": "s3://models/job-1/output/model/"}},
+                "modelDataSource": {"s3DataSources": [{"s3Uri": "s3://models/job-1/output/model/"}]},
             }
         },
     )

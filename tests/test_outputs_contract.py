@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from components.outputs import DESCRIPTIONS
+from components.outputs import DESCRIPTIONS, TRAINING_OUTPUTS
 from tools.plan import Plan
 
 
-def test_stack_exports_exactly_the_documented_outputs(any_plan: Plan) -> None:
-    assert set(any_plan.outputs) == set(DESCRIPTIONS)
+def test_stack_exports_exactly_the_documented_outputs(dev_plan: Plan, prod_plan: Plan) -> None:
+    assert set(dev_plan.outputs) == set(DESCRIPTIONS) | set(TRAINING_OUTPUTS)
+    assert set(prod_plan.outputs) == set(DESCRIPTIONS)
+
+
+def test_prod_serves_what_dev_produced(prod_plan: Plan) -> None:
+    from tools.example_outputs import dev_outputs
+
+    dev = dev_outputs()
+    for key in ("modelDataUri", "baselineStatisticsUri", "baselineConstraintsUri", "servingImage"):
+        assert prod_plan.outputs[key] == dev[key]
 
 
 def test_no_output_is_empty(any_plan: Plan) -> None:
     assert [k for k, v in any_plan.outputs.items() if v in (None, "", [], {})] == []
+    assert isinstance(any_plan.outputs["endpointAutoscalingEnabled"], bool)

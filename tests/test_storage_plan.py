@@ -29,7 +29,7 @@ def _bucket_names(plan: Plan) -> dict[str, str]:
 
 def test_plan_has_three_buckets_and_a_rotating_key(any_plan: Plan) -> None:
     assert len(any_plan.of_type(BUCKET)) == 3
-    key = any_plan.one("aws:kms/key:Key")
+    key = any_plan.named(f"mlplatform-{any_plan.stack}-key")
     assert key["inputs"]["enableKeyRotation"] is True
     assert key["parent"] == f"mlplatform:storage:ArtifactStore::mlplatform-{any_plan.stack}"
 
@@ -89,9 +89,9 @@ def test_only_the_capture_bucket_expires_current_objects(any_plan: Plan) -> None
 
 
 def test_prod_protects_key_and_buckets_and_dev_does_not(dev_plan: Plan, prod_plan: Plan) -> None:
-    for r in prod_plan.of_type(BUCKET) + prod_plan.of_type("aws:kms/key:Key"):
+    for r in [*prod_plan.of_type(BUCKET), prod_plan.named("mlplatform-prod-key")]:
         assert r["options"].get("protect") is True, r["name"]
-    for r in dev_plan.of_type(BUCKET) + dev_plan.of_type("aws:kms/key:Key"):
+    for r in [*dev_plan.of_type(BUCKET), dev_plan.named("mlplatform-dev-key")]:
         assert not r["options"].get("protect"), r["name"]
 
 
@@ -111,7 +111,7 @@ def test_provider_tags_every_resource_with_project_stack_and_owner(any_plan: Pla
     assert tags["stack"] == any_plan.stack
     assert tags["owner"] == "ml-platform-team"
     assert provider["inputs"]["region"] == "us-east-1"
-    custom = [r for r in any_plan.resources if r["custom"] and not r["type"].startswith("pulumi:")]
+    custom = [r for r in any_plan.resources if r["custom"] and r["type"].startswith("aws:")]
     assert all(r["options"].get("provider") == "aws" for r in custom)
 
 

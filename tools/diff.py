@@ -175,7 +175,8 @@ def _endpoint_view(endpoint_ref: str, resources: dict[str, dict[str, Any]]) -> d
         if model is not None:
             container = _first(model["inputs"].get("primaryContainer"))
             view["image"] = container.get("image")
-            source = _first(_first(container.get("modelDataSource")).get("s3DataSource"))
+            data_source = _first(container.get("modelDataSource"))
+            source = _first(data_source.get("s3DataSources") or data_source.get("s3DataSource"))
             view["model_data"] = source.get("s3Uri") or container.get("modelDataUrl")
     return view
 

@@ -236,7 +236,6 @@ class RecordingMonitor(MockMonitor):
         )
         return response
 
-
     def ReadResource(self, request: Any) -> Any:
         """Reads (`StackReference`, `Resource.get`) are recorded too, marked with the id they read."""
         response = super().ReadResource(request)

@@ -7,6 +7,7 @@ config exits with status 2 and the validation message, and writes no plan file.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import runpy
 import sys
@@ -32,7 +33,8 @@ class Plan:
     outputs: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs}
+        """A deep copy: callers may change it without touching the plan (tests mutate plans on purpose)."""
+        return copy.deepcopy({"stack": self.stack, "resources": self.resources, "outputs": self.outputs})
 
     def of_type(self, type_token: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == type_token]
