@@ -169,3 +169,25 @@ def test_string_too_long_is_caught(any_plan: Plan) -> None:
     bad = "x" * (int(leaf.max) + 1)
     hits = [v for v in _caught(_mutate(any_plan, leaf, bad), leaf) if v.value == bad]
     assert any(v.allowed.endswith(f"characters (has {len(bad)})") for v in hits)
+
+
+def test_training_instance_type_aws_does_not_offer_is_refused_before_deployment(
+    replan: Callable[..., Plan],
+) -> None:
+    """ml.m5d.large serves endpoints but does not train: the stack settings or the AWS model must say so."""
+    from components.settings import SettingsError
+
+    try:
+        plan = replan("dev", {"mlplatform:trainingInstanceType": "ml.m5d.large"})
+    except SettingsError as exc:
+        assert "ml.m5d.large" in str(exc)
+        return
+    hits = [v for v in validate_plan(plan).violations if v.value == "ml.m5d.large"]
+    assert [(v.type, v.path, v.source) for v in hits] == [
+        (
+            "aws:sagemaker/trainingJob:TrainingJob",
+            "resourceConfig.instanceType",
+            "sagemaker CreateTrainingJob.ResourceConfig.InstanceType",
+        )
+    ]
+    assert hits[0].allowed.startswith("one of the ") and "ml.m5.large" in hits[0].allowed
