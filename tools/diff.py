@@ -254,7 +254,8 @@ def render_markdown(diffs: list[StackDiff], base_ref: str) -> str:
             for key in ("image", "model_data", "instance_type", "instance_count"):
                 a, b = r.before.get(key, "-"), r.after.get(key, "-")
                 mark = " **(changed)**" if a != b else ""
-                lines.append(f"| {key.replace('_', ' ')} | `{_short(a)}` | `{_short(b)}`{mark} |")
+                # Full values here: a reviewer must see exactly which image digest and model go live.
+                lines.append(f"| {key.replace('_', ' ')} | `{_short(a, 400)}` | `{_short(b, 400)}`{mark} |")
             lines += [
                 "",
                 f"- traffic: {r.routing}",
