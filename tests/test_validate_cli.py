@@ -92,3 +92,18 @@ def test_skipped_inputs_are_listed_with_the_reason(
     assert (
         f"  skipped aws:s3/bucket:Bucket {bucket['name']}: forceDestroy: not sent: provider behaviour on delete" in out
     )
+
+
+def test_generated_names_are_deploy_time_and_configured_names_are_not() -> None:
+    from tools.validate import deploy_time_values
+
+    resources = [
+        {"type": "aws:s3/bucket:Bucket", "name": "data", "custom": True, "inputs": {"forceDestroy": True}},
+        {"type": "aws:sns/topic:Topic", "name": "alarms", "custom": True, "inputs": {"name": "mlplatform-alarms"}},
+    ]
+    unknown = deploy_time_values(resources, "us-east-1")
+    generated = next(v for v in unknown if v.startswith("data-"))  # the bucket Pulumi would auto-name
+    assert f"arn:aws:s3:::{generated}" in unknown
+    assert "arn:aws:sns:us-east-1:111122223333:mlplatform-alarms" in unknown  # an ARN AWS assigns
+    assert "mlplatform-alarms" not in unknown  # a name the program chose is known now
+    assert "us-east-1" not in unknown
