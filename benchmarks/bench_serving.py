@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -299,6 +300,39 @@ def raw_onnxruntime(model_dir: Path, files: dict[str, Path]) -> dict[str, float]
     return result
 
 
+def in_process(model_dir: Path, files: dict[str, Path]) -> dict[str, float]:
+    """Our decode -> predict -> encode without HTTP, and what recording one request's metrics costs
+    (best of 5, pinned to the server core): figures that other load on the machine hardly moves."""
+    from serving.app import InferenceApp
+    from serving.metrics import SharedMetrics
+    from serving.model import LoadedModel
+
+    metrics = SharedMetrics(1)
+    metrics.bind(0)
+    app = InferenceApp(metrics)
+    app.set_model(LoadedModel(model_dir, "fp32"))
+    bodies = {rows: files[f"rows{rows}"].read_bytes() for rows in (1, 1000)}
+
+    def best(call: Callable[[], object], number: int) -> float:
+        call()
+        return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
+
+    os.sched_setaffinity(0, {int(SERVER_CORE)})
+    try:
+        handle = {
+            rows: best(lambda b=body: app.handle(b"POST", b"/invocations", "text/csv", None, b), 2000 // rows + 20)
+            for rows, body in bodies.items()
+        }
+        record = best(lambda: metrics.record("/invocations", 200, 0.0004, 1), 20000)
+    finally:
+        os.sched_setaffinity(0, {0, 1})
+    return {
+        "handle_rows1_us": round(handle[1], 2),
+        "handle_rows1000_us_per_row": round(handle[1000] / 1000, 3),
+        "metrics_record_us": round(record, 3),
+    }
+
+
 def our_server(model_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "serving", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
@@ -530,6 +564,7 @@ def main() -> None:
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     raw: list[dict[str, float]] = []
+    inside: list[dict[str, float]] = []
     with contextlib.ExitStack() as stack:
         live: list[Server] = []
         for server in [*competitors, quiet, *stacks]:
@@ -567,6 +602,7 @@ def main() -> None:
             measure(ours, "echo_c16", "/ping", None, 16)
             measure(ours, "rows1000_c1", "/invocations", files["rows1000"], 1)
             raw.append(raw_onnxruntime(model_dir, files))
+            inside.append(in_process(model_dir, files))
             if "ours-metrics-off" in by_name:
                 measure(by_name["ours-metrics-off"], "rows1_c16", "/invocations", files["rows1"], 16)
                 measure(ours, "rows1_c16_metrics_ab", "/invocations", files["rows1"], 16)
@@ -587,6 +623,7 @@ def main() -> None:
     report["raw_onnxruntime"] = {key: round(float(np.median([r[key] for r in raw])), 3) for key in raw[0]} | {
         "all_rounds": raw
     }
+    report["ours_in_process"] = {key: round(min(r[key] for r in inside), 3) for key in inside[0]}
     if "ours-metrics-off" in runs:
         report["metrics_ab"] = {
             "metrics_on_rows1_c16": median_run(ours_runs["rows1_c16_metrics_ab"]),
@@ -639,6 +676,14 @@ def summarise(report: dict[str, Any]) -> None:
         summary["ratio_vs_raw_batch1000_per_row"] = round(per_row_us / raw["batch1000_us_per_row"], 2)
         summary["ratio_vs_raw_batch1_per_row"] = round(per_row_us / raw["batch1_us_per_row"], 3)
         summary["target_2x_raw_met"] = per_row_us <= 2 * raw["batch1000_us_per_row"]
+    inside = report.get("ours_in_process")
+    if inside:
+        summary["metrics_record_share_of_rows1_handling_pct"] = round(
+            inside["metrics_record_us"] / inside["handle_rows1_us"] * 100, 1
+        )
+        summary["in_process_rows1000_ratio_vs_raw_batch1000"] = round(
+            inside["handle_rows1000_us_per_row"] / raw["batch1000_us_per_row"], 2
+        )
     ab = report.get("metrics_ab")
     if ab:
         on, off = ab["metrics_on_rows1_c16"]["rps"], ab["metrics_off_rows1_c16"]["rps"]
