@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def test_generated_names_are_deploy_time_and_configured_names_are_not() -> None:
         {"type": "aws:sns/topic:Topic", "name": "alarms", "custom": True, "inputs": {"name": "mlplatform-alarms"}},
     ]
     unknown = deploy_time_values(resources, "us-east-1")
-    generated = next(v for v in unknown if v.startswith("data-"))  # the bucket Pulumi would auto-name
+    (generated,) = [v for v in unknown if re.fullmatch(r"data-[0-9a-f]{7}", v)]  # the name Pulumi would make
     assert f"arn:aws:s3:::{generated}" in unknown
     assert "arn:aws:sns:us-east-1:111122223333:mlplatform-alarms" in unknown  # an ARN AWS assigns
     assert "mlplatform-alarms" not in unknown  # a name the program chose is known now

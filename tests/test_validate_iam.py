@@ -106,3 +106,11 @@ def test_action_iam_defines_without_resources_still_needs_an_allowlist_entry() -
 
 def test_installed_parliament_is_the_pinned_one() -> None:
     assert importlib.metadata.version("parliament") == PARLIAMENT_VERSION
+
+
+def test_allowing_everyone_without_a_condition_is_refused_and_with_one_passes() -> None:
+    public = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": BUCKET_OBJECTS}
+    (problem,) = audit_policy(_doc(public), "resource")
+    assert problem[:2] == ("Statement[0].Principal", "*")
+    scoped = {**public, "Condition": {"StringEquals": {"aws:PrincipalAccount": "111122223333"}}}
+    assert audit_policy(_doc(scoped), "resource") == []

@@ -172,6 +172,16 @@ def audit_policy(document: str | Mapping[str, Any], kind: str) -> list[tuple[str
             )
         if "NotResource" in statement:
             problems.append((f"{where}.NotResource", statement["NotResource"], "an explicit Resource list"))
+        principal = statement.get("Principal")
+        everyone = principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS", [])))
+        if everyone and not statement.get("Condition"):
+            problems.append(
+                (
+                    f"{where}.Principal",
+                    principal,
+                    "named principals, or a Condition that narrows '*' (as written it grants everyone)",
+                )
+            )
         for action in actions:
             if "*" in action and not (kind == "key" and action == _KEY_POLICY_ADMIN):
                 problems.append((f"{where}.Action", action, "named actions, not a wildcard"))
