@@ -433,3 +433,52 @@ def exported_layers(image: str) -> Iterator[list[Path]]:
     """`export_layers` into a temporary folder that is removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="layers-") as scratch:
         yield export_layers(image, Path(scratch) / "image")
+
+
+# --- housekeeping ------------------------------------------------------------------------------------------
+
+
+def _diff_ids(image: str) -> list[str]:
+    doc = inspect_image(image)
+    return list(((doc.get("OCIv1") or {}).get("rootfs") or {}).get("diff_ids") or [])
+
+
+def prune_derived(base: str = BASE_TAG) -> list[str]:
+    """Remove the untagged images built on `base` (the layer cache of earlier builds); returns their ids.
+
+    Only images whose first layer is the base's own are touched, so other users of buildah on the machine
+    keep theirs. Rebuilds after this run without cache.
+    """
+    if not image_exists(base):
+        return []
+    base_layer = _diff_ids(base)[:1]
+    listing = json.loads(_run(["buildah", "images", "--json", "--filter", "dangling=true"]) or "[]")
+    removed: list[str] = []
+    for entry in listing:
+        image_id = entry.get("id", "")
+        with contextlib.suppress(ImageToolError):
+            if image_id and _diff_ids(image_id)[:1] == base_layer:
+                subprocess.run(["buildah", "rmi", image_id], capture_output=True, check=False)
+                removed.append(image_id)
+    return removed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tools.images base|prune`: make the local base image, or drop the build cache built on it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.images", description=main.__doc__)
+    parser.add_argument("command", choices=("base", "prune"))
+    args = parser.parse_args(argv)
+    if missing_tools():
+        print(f"missing {', '.join(missing_tools())}; install with: {INSTALL_HINT}")
+        return 2
+    if args.command == "base":
+        print(ensure_base())
+    else:
+        print(f"removed {len(prune_derived())} cached images built on {BASE_TAG}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

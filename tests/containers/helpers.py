@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.images import content_hash
 from tools import image_checks, images
 
 REPO = images.REPO
@@ -170,7 +171,7 @@ class ProjectImages:
 
     base_image: str
     pip_cert: Path
-    labels: dict[str, str] = field(default_factory=images.provenance)
+    source: str = field(default_factory=images.git_source)
     scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mlp-layers-")))
     layer_paths: dict[str, list[Path]] = field(default_factory=dict)
     _futures: dict[str, Future[ImageRecord]] = field(default_factory=dict)
@@ -179,6 +180,11 @@ class ProjectImages:
 
     def dockerfile(self, name: str) -> Path:
         return REPO / name / "Dockerfile"
+
+    def labels(self, name: str) -> dict[str, str]:
+        """REVISION as the stack passes it (components.images.content_hash of the image's inputs), so an
+        unrelated commit keeps the layer cache valid; SOURCE from git (the stack does not pass one)."""
+        return {"REVISION": content_hash(REPO, f"{name}/Dockerfile"), "SOURCE": self.source}
 
     def start(self, names: tuple[str, ...] = IMAGE_NAMES) -> None:
         with self._lock:
@@ -197,7 +203,7 @@ class ProjectImages:
         try:
             if not dockerfile.is_file():
                 raise images.ImageToolError(f"{dockerfile.relative_to(REPO)} does not exist yet")
-            args, volumes = build_options(name, dockerfile, self.labels)
+            args, volumes = build_options(name, dockerfile, self.labels(name))
             built = images.build_image(
                 dockerfile,
                 f"localhost/mlplatform-{name}:test",

@@ -90,17 +90,18 @@ def test_base_image_is_rebuilt_from_the_cached_rootfs_without_debootstrap(
 
 
 @pytest.fixture(scope="module")
-def tiny(base_image: str, pip_cert: Path, project_images: ProjectImages) -> Iterator[str]:
+def tiny(base_image: str, pip_cert: Path, project_images: ProjectImages) -> Iterator[tuple[str, str]]:
     # Asking for project_images starts the real images' builds in the background while these tests run.
+    args = images.provenance_args(TINY)
     built = images.build_image(
         TINY,
         TINY_TAG,
         base_image=base_image,
-        build_args=images.provenance_args(TINY),
+        build_args=args,
         secrets={"pip_cert": pip_cert},
         log_path=LOG_DIR / "tiny.log",
     )
-    yield built.tag
+    yield built.tag, args["REVISION"]
     images.remove_image(built.tag)
 
 
@@ -114,15 +115,18 @@ def test_secret_needles_name_the_host_only_cas_and_the_canary(needles: dict[str,
     assert all(len(needle) >= 32 for needle in needles.values())
 
 
-def test_tiny_image_keeps_every_contract(tiny: str, base_image: str, needles: dict[str, bytes], tmp_path: Path) -> None:
-    config = images.image_config(tiny)
+def test_tiny_image_keeps_every_contract(
+    tiny: tuple[str, str], base_image: str, needles: dict[str, bytes], tmp_path: Path
+) -> None:
+    tag, revision = tiny
+    config = images.image_config(tag)
     assert image_checks.entrypoint_problems(config, TINY.read_text()) == []
     assert image_checks.label_problems(config) == []
-    assert config.labels["org.opencontainers.image.revision"] == images.git_revision()
+    assert config.labels["org.opencontainers.image.revision"] == revision
     assert image_checks.config_secret_problems(config) == []
-    with images.exported_layers(tiny) as layers:
+    with images.exported_layers(tag) as layers:
         assert image_checks.layer_secret_problems(layers, needles, skip_layers=base_layer_count(base_image)) == []
-    report = image_checks.check_serving(tiny, tmp_path, REQUESTS, log_path=LOG_DIR / "tiny-serve.log")
+    report = image_checks.check_serving(tag, tmp_path, REQUESTS, log_path=LOG_DIR / "tiny-serve.log")
     assert report.problems == [], report.log
     assert report.answers["csv"].status == 200
     assert report.answers["csv"].body == b'{"rows": 2}'
