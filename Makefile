@@ -8,7 +8,7 @@ STACK ?= dev
 REQUIREMENTS := requirements.txt requirements-dev.txt $(wildcard training/requirements.txt serving/requirements.txt monitoring/requirements.txt)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint plan diff bench clean format
+.PHONY: venv test lint plan diff bench clean format checkov
 
 venv: $(STAMP)
 
@@ -37,6 +37,16 @@ plan: $(STAMP)
 BASE ?= origin/main
 diff: $(STAMP)
 	$(PY) -m tools.diff --base $(BASE)
+
+# checkov over Dockerfiles and workflows, from its own virtualenv (see .checkov.yaml for the skipped checks).
+CHECKOV_VENV := build/checkov-venv
+$(CHECKOV_VENV)/.installed: policy/checkov-requirements.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r policy/checkov-requirements.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 bench: $(STAMP)
 	@mkdir -p build/bench
