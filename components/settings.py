@@ -430,6 +430,232 @@ class PolicySettings(_Section):
         return self
 
 
+# --- Kubernetes serving target (issue 10) --------------------------------------------------------------------
+
+# Cluster minor versions whose OpenAPI schemas the manifests are checked against (kubernetes-validate's range).
+KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(25, 38))
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_CPU_QUANTITY = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
+_MEMORY_QUANTITY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_MEMORY_UNITS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[A-Za-z0-9./_-]+$")
+
+
+def cpu_millis(quantity: str) -> int:
+    """A Kubernetes CPU quantity in millicores: `500m` -> 500, `1.5` -> 1500."""
+    if not _CPU_QUANTITY.match(quantity):
+        raise ValueError(f"must be a CPU quantity like '500m', '1' or '1.5', got {quantity!r}")
+    return int(quantity[:-1]) if quantity.endswith("m") else round(float(quantity) * 1000)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity in bytes: `512Mi` -> 536870912."""
+    if not _MEMORY_QUANTITY.match(quantity):
+        raise ValueError(f"must be a memory quantity like '512Mi' or '2Gi', got {quantity!r}")
+    digits = quantity.rstrip("KMGTi")
+    return int(digits) * _MEMORY_UNITS[quantity[len(digits) :]]
+
+
+class ServingSettings(_Section):
+    """Where the model is served: a SageMaker endpoint, Kubernetes, or both side by side."""
+
+    prefix: ClassVar[str] = "serving"
+
+    target: Literal["sagemaker", "kubernetes", "both"] = "sagemaker"
+    """`sagemaker`: a SageMaker endpoint; `kubernetes`: the same serving image on an existing cluster; `both`."""
+
+
+class KubernetesSettings(_Section):
+    """The serving image on an existing Kubernetes cluster (docs/kubernetes.md); read when the target includes it."""
+
+    prefix: ClassVar[str] = "kubernetes"
+
+    kubeconfig: Annotated[str | None, Field(json_schema_extra={"secret": True})] = None
+    """Kubeconfig of the cluster (set it with `pulumi config set --secret`); or use the two keys below."""
+    kubeconfig_stack: str | None = None
+    """Fully qualified stack whose output holds the kubeconfig (e.g. an EKS stack `org/eks/prod`)."""
+    kubeconfig_output: Annotated[str, Field(min_length=1, max_length=128)] = "kubeconfig"
+    """Name of that stack's kubeconfig output."""
+    cluster_version: str = "1.33"
+    """Kubernetes minor version of the cluster; the manifests are checked against its OpenAPI schemas."""
+    namespace: Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)] = "mlplatform"
+    """Namespace created for the model service."""
+    allowed_namespaces: list[Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)]] = Field(default_factory=list)
+    """Namespaces whose pods may call the model (the NetworkPolicy admits only these and the model's own)."""
+    model_delivery: Literal["s3", "image"] = "s3"
+    """`s3`: an init container copies the model files from S3 (IRSA role); `image`: they are baked into the image."""
+    oidc_provider_arn: str | None = None
+    """IAM OIDC provider of the cluster (EKS), for the IRSA role that reads the model; required for `s3` delivery."""
+    aws_cli_image: str | None = None
+    """AWS CLI image by digest for the init container (e.g. `amazon/aws-cli@sha256:...`); required for `s3` delivery."""
+    image_model_dir: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$")] = "/opt/ml/model"
+    """Model directory inside the image (`image` delivery)."""
+    cpu_request: str = "1"
+    """CPU each serving pod requests (the HPA's CPU target is a share of it)."""
+    cpu_limit: str = "1"
+    """CPU limit of each serving pod; the server starts one worker per whole core of it."""
+    memory_request: str = "1Gi"
+    """Memory each serving pod requests."""
+    memory_limit: str = "1Gi"
+    """Memory limit of each serving pod."""
+    model_volume_size: str = "2Gi"
+    """Size limit of the emptyDir holding the model files (`s3` delivery)."""
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 2
+    """Fewest pods of the stable model (HorizontalPodAutoscaler)."""
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 6
+    """Most pods of the stable model."""
+    target_cpu_percent: Annotated[int, Field(ge=10, le=100)] = 70
+    """Average CPU use, as a share of the request, that the autoscaler keeps the pods at."""
+    metrics_adapter: bool = False
+    """The cluster runs a custom metrics adapter (prometheus-adapter) serving the pods' request rate."""
+    target_requests_per_second: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    """Requests per second per pod the autoscaler aims for, when the metrics adapter exists."""
+    requests_per_second_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
+        "mlplatform_serving_requests_per_second"
+    )
+    """Pods metric name the adapter derives from the server's `mlplatform_serving_requests_total`."""
+    startup_timeout_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
+    """How long a new pod may take to load its model before Kubernetes restarts it (startup probe)."""
+    service_monitor: bool = False
+    """The Prometheus operator's CRDs are installed: create a ServiceMonitor scraping /metrics."""
+    prometheus_namespace: Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)] = "monitoring"
+    """Namespace of Prometheus, admitted by the NetworkPolicy when the ServiceMonitor is on."""
+    service_monitor_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels the Prometheus operator selects ServiceMonitors by (e.g. `{"release": "kube-prometheus-stack"}`)."""
+    canary_percent: Annotated[int, Field(ge=0, le=50)] = 0
+    """Share of pods running this stack's model as a canary beside the pinned stable model (0: no canary)."""
+    stable_image: str | None = None
+    """Serving image by digest the stable pods keep while a canary runs (the model before this change)."""
+    stable_model_data_uri: str | None = None
+    """S3 prefix of the stable model's files while a canary runs (`s3` delivery)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> KubernetesSettings:
+        if self.cluster_version not in KUBERNETES_VERSIONS:
+            raise ValueError(
+                f"mlplatform:kubernetesClusterVersion: got {self.cluster_version!r}; allowed are "
+                f"{KUBERNETES_VERSIONS[0]} to {KUBERNETES_VERSIONS[-1]} (minor version, e.g. '1.33')"
+            )
+        if self.kubeconfig_stack is not None and not _STACK_REF.match(self.kubeconfig_stack):
+            raise ValueError(
+                "mlplatform:kubernetesKubeconfigStack must name a stack like 'org/eks/prod', "
+                f"got {self.kubeconfig_stack!r}"
+            )
+        if self.oidc_provider_arn is not None and not _OIDC_PROVIDER_ARN.match(self.oidc_provider_arn):
+            raise ValueError(
+                "mlplatform:kubernetesOidcProviderArn must be an IAM OIDC provider ARN like "
+                f"'arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE', "
+                f"got {self.oidc_provider_arn!r}"
+            )
+        for field in ("aws_cli_image", "stable_image"):
+            value = getattr(self, field)
+            if value is not None:
+                try:
+                    image_by_digest(value)
+                except ValueError as exc:
+                    key = f"mlplatform:kubernetes{to_camel(field)[0].upper()}{to_camel(field)[1:]}"
+                    raise ValueError(f"{key} {exc}") from None
+        if self.stable_model_data_uri is not None:
+            s3_uri(self.stable_model_data_uri)
+            if not self.stable_model_data_uri.endswith("/"):
+                raise ValueError("mlplatform:kubernetesStableModelDataUri must be an S3 prefix ending with '/'")
+        for field in ("cpu_request", "cpu_limit"):
+            cpu_millis(getattr(self, field))
+        for field in ("memory_request", "memory_limit", "model_volume_size"):
+            memory_bytes(getattr(self, field))
+        return self
+
+    @property
+    def has_canary(self) -> bool:
+        return self.canary_percent > 0
+
+    def canary_replicas(self, stable: int) -> int:
+        """Canary pods beside `stable` stable pods so the canary's share of all pods is near `canary_percent`."""
+        if not self.has_canary:
+            return 0
+        return max(1, round(stable * self.canary_percent / (100 - self.canary_percent)))
+
+    def workers(self) -> int:
+        """Server worker processes per pod: one per whole core of the CPU limit (the node's cores are not ours)."""
+        return max(1, cpu_millis(self.cpu_limit) // 1000)
+
+
+def kubernetes_errors(serving: ServingSettings, k8s: KubernetesSettings) -> list[str]:
+    """Rules that join the Kubernetes settings; only checked when the serving target includes Kubernetes."""
+    if serving.target == "sagemaker":
+        return []
+    errors: list[str] = []
+    if (k8s.kubeconfig is None) == (k8s.kubeconfig_stack is None):
+        errors.append(
+            f"mlplatform:servingTarget {serving.target} needs exactly one of mlplatform:kubernetesKubeconfig (secret) "
+            "or mlplatform:kubernetesKubeconfigStack; the ambient kubeconfig is never used"
+        )
+    if not k8s.allowed_namespaces:
+        errors.append(
+            "mlplatform:kubernetesAllowedNamespaces must name at least one namespace whose pods may call the model "
+            '(e.g. ["apps"]); the NetworkPolicy admits nothing else'
+        )
+    if k8s.model_delivery == "s3":
+        missing = [
+            f"mlplatform:kubernetes{key}"
+            for key, value in (("OidcProviderArn", k8s.oidc_provider_arn), ("AwsCliImage", k8s.aws_cli_image))
+            if value is None
+        ]
+        if missing:
+            errors.append(f"mlplatform:kubernetesModelDelivery s3 needs {', '.join(missing)}")
+    if cpu_millis(k8s.cpu_request) > cpu_millis(k8s.cpu_limit):
+        errors.append(
+            f"mlplatform:kubernetesCpuRequest ({k8s.cpu_request}) must not exceed "
+            f"mlplatform:kubernetesCpuLimit ({k8s.cpu_limit})"
+        )
+    if memory_bytes(k8s.memory_request) > memory_bytes(k8s.memory_limit):
+        errors.append(
+            f"mlplatform:kubernetesMemoryRequest ({k8s.memory_request}) must not exceed "
+            f"mlplatform:kubernetesMemoryLimit ({k8s.memory_limit})"
+        )
+    if k8s.min_replicas > k8s.max_replicas:
+        errors.append(
+            f"mlplatform:kubernetesMinReplicas ({k8s.min_replicas}) must not exceed "
+            f"mlplatform:kubernetesMaxReplicas ({k8s.max_replicas})"
+        )
+    pinned = k8s.stable_image is not None or k8s.stable_model_data_uri is not None
+    if k8s.has_canary:
+        needs = ["mlplatform:kubernetesStableImage"]
+        if k8s.model_delivery == "s3":
+            needs.append("mlplatform:kubernetesStableModelDataUri")
+        missing = [key for key in needs if getattr(k8s, to_snake(key.split(":kubernetes")[1])) is None]
+        if missing:
+            errors.append(
+                f"mlplatform:kubernetesCanaryPercent {k8s.canary_percent} runs this stack's model as the canary: "
+                f"pin the model the stable pods keep with {', '.join(missing)}"
+            )
+        canary = k8s.canary_replicas(k8s.min_replicas)
+        share = _canary_share(k8s, k8s.min_replicas)
+        if share > k8s.canary_percent + 10:
+            needed = next(m for m in range(k8s.min_replicas, 1001) if _canary_share(k8s, m) <= k8s.canary_percent + 10)
+            errors.append(
+                f"mlplatform:kubernetesCanaryPercent {k8s.canary_percent} with mlplatform:kubernetesMinReplicas "
+                f"{k8s.min_replicas} gives the canary {share:.0f}% of the pods ({canary} of "
+                f"{canary + k8s.min_replicas}); raise the minimum to at least {needed} or the percent"
+            )
+    elif pinned and k8s.model_delivery == "s3" and (k8s.stable_image is None) != (k8s.stable_model_data_uri is None):
+        errors.append(
+            "mlplatform:kubernetesStableImage and mlplatform:kubernetesStableModelDataUri go together (s3 delivery)"
+        )
+    return errors
+
+
+def _canary_share(k8s: KubernetesSettings, stable: int) -> float:
+    canary = k8s.canary_replicas(stable)
+    return 100 * canary / (canary + stable)
+
+
+def to_snake(camel: str) -> str:
+    """`StableImage` -> `stable_image` (the inverse of `to_camel` for our keys)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "project": ProjectSettings,
     "storage": StorageSettings,
@@ -443,6 +669,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "alarms": AlarmSettings,
     "monitoring": MonitoringSettings,
     "policy": PolicySettings,
+    "serving": ServingSettings,
+    "kubernetes": KubernetesSettings,
 }
 
 
@@ -464,6 +692,8 @@ class StackSettings(BaseModel):
     alarms: AlarmSettings
     monitoring: MonitoringSettings
     policy: PolicySettings
+    serving: ServingSettings
+    kubernetes: KubernetesSettings
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> StackSettings:
@@ -481,6 +711,7 @@ class StackSettings(BaseModel):
             )
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
+        errors += kubernetes_errors(self.serving, self.kubernetes)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -565,6 +796,12 @@ def all_keys() -> dict[str, tuple[str, str]]:
     return keys
 
 
+def is_secret(section: type[_Section], field: str) -> bool:
+    """Fields marked `json_schema_extra={"secret": True}`: declared secret in Pulumi.yaml, never echoed in errors."""
+    extra = section.model_fields[field].json_schema_extra
+    return isinstance(extra, dict) and extra.get("secret") is True
+
+
 def _is_structured(section: type[_Section], field: str) -> bool:
     annotation = str(section.model_fields[field].annotation)
     return annotation.startswith(("list", "dict", "typing.List", "typing.Dict"))
@@ -590,6 +827,8 @@ def _describe_error(err: Mapping[str, Any], section: str) -> str:
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
     got = err.get("input")
+    if field is not None and is_secret(cls, field):
+        got = "(secret value not shown)"
     allowed = err.get("msg", "")
     if kind == "literal_error" and "expected" in ctx:
         allowed = f"allowed values are {ctx['expected']}"

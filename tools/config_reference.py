@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import _FOREIGN_KEYS, PROJECT, SECTIONS, config_key
+from components.settings import _FOREIGN_KEYS, PROJECT, SECTIONS, config_key, is_secret
 from tools.plan import REPO, stack_config
 
 STACKS = ("dev", "prod")
@@ -96,6 +96,7 @@ def settings_rows() -> list[dict[str, Any]]:
                     "default": default,
                     "doc": docs.get(field, ""),
                     "foreign": (section_name, field) in foreign,
+                    "secret": is_secret(cls, field),
                 }
             )
     return rows
@@ -138,6 +139,8 @@ def config_declarations() -> dict[str, Any]:
         if row["foreign"]:
             continue  # other namespaces (aws:region) are declared by their provider
         decls[row["key"]] = {**pulumi_type(row["annotation"]), "description": row["doc"]}
+        if row["secret"]:
+            decls[row["key"]]["secret"] = True  # Pulumi refuses a plaintext value for it
     return decls
 
 
