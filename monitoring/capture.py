@@ -80,14 +80,15 @@ class TimeWindow:
         times (a fraction of a second never crosses a whole-second bound), without building a datetime
         per record; any other shape is parsed.
         """
-        keys = self._text_keys
+        keys = self.text_bounds
         if keys is not None and len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z" and text[10] == "T":
             key = text[:19]
             return (keys[0] is None or key >= keys[0]) and (keys[1] is None or key < keys[1])
         return self.contains(parse_time(text, "eventMetadata.inferenceTime"))
 
     @functools.cached_property
-    def _text_keys(self) -> tuple[str | None, str | None] | None:
+    def text_bounds(self) -> tuple[str | None, str | None] | None:
+        """Start and end as ``YYYY-MM-DDTHH:MM:SS`` for string comparison, or None when either has a fraction."""
         if (self.start and self.start.microsecond) or (self.end and self.end.microsecond):
             return None
         return (_key(self.start) if self.start else None, _key(self.end) if self.end else None)

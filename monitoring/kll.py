@@ -40,13 +40,37 @@ class KLLSketch:
             raise ValueError(f"KLL parameter c must be in [0.5, 1.0), got {c!r}")
         self.k = k
         self.c = c
-        self.compactors: list[FloatArray] = [np.empty(0, dtype=np.float64)]
+        self._levels: list[FloatArray] = [np.empty(0, dtype=np.float64)]
+        # Small batches wait here and enter level 0 together: one compaction pass per ~64k items keeps the
+        # per-update Python work small next to numpy's sort. Every read flushes first.
+        self._pending: list[FloatArray] = []
+        self._pending_size = 0
         # Which end of each level the next compaction takes (alternating, so both tails get compacted).
         self._offsets: list[int] = [0]
         # Which half (even or odd positions) a compaction promotes is a coin flip, as in KLL: the rank
         # errors of successive compactions then cancel instead of adding up. A fixed seed keeps the files
         # reproducible: the same data in the same batches always gives the same sketch.
         self._coins = np.random.default_rng(0x4B4C4C)
+
+    PENDING_LIMIT = 65_536
+
+    @property
+    def compactors(self) -> list[FloatArray]:
+        """The compactor buffers, level 0 first (flushes pending items)."""
+        self._flush()
+        return self._levels
+
+    @compactors.setter
+    def compactors(self, levels: list[FloatArray]) -> None:
+        self._pending, self._pending_size = [], 0
+        self._levels = levels
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch = np.concatenate([self._levels[0], *self._pending])
+            self._pending, self._pending_size = [], 0
+            self._levels[0] = batch
+            self._compress()
 
     @property
     def count(self) -> int:
@@ -55,7 +79,7 @@ class KLLSketch:
 
     def capacity(self, height: int) -> int:
         """Capacity of compactor ``height``: ``max(2, ceil(k * c ** (H - height - 1)))`` for ``H`` levels."""
-        depth = len(self.compactors) - height - 1
+        depth = len(self._levels) - height - 1
         return max(2, math.ceil(self.k * self.c**depth))
 
     def update(self, values: npt.ArrayLike) -> None:
@@ -63,17 +87,21 @@ class KLLSketch:
         batch = np.asarray(values, dtype=np.float64).ravel()
         if batch.size == 0:
             return
-        self.compactors[0] = np.concatenate((self.compactors[0], batch))
-        self._compress()
+        self._pending.append(batch)
+        self._pending_size += batch.size
+        if self._pending_size >= self.PENDING_LIMIT:
+            self._flush()
 
     def merge(self, other: KLLSketch) -> None:
         """Fold ``other`` into this sketch; the result summarizes both streams."""
-        while len(self.compactors) < len(other.compactors):
-            self.compactors.append(np.empty(0, dtype=np.float64))
+        self._flush()
+        theirs = other.compactors
+        while len(self._levels) < len(theirs):
+            self._levels.append(np.empty(0, dtype=np.float64))
             self._offsets.append(0)
-        for h, buf in enumerate(other.compactors):
+        for h, buf in enumerate(theirs):
             if buf.size:
-                self.compactors[h] = np.concatenate((self.compactors[h], buf))
+                self._levels[h] = np.concatenate((self._levels[h], buf))
         self._compress()
 
     def _compress(self) -> None:
@@ -85,14 +113,14 @@ class KLLSketch:
         changed = True
         while changed:
             changed = False
-            for height in range(len(self.compactors)):
-                buf = self.compactors[height]
+            for height in range(len(self._levels)):
+                buf = self._levels[height]
                 cap = self.capacity(height)
                 if buf.size <= cap:
                     continue
                 changed = True
-                if height + 1 == len(self.compactors):
-                    self.compactors.append(np.empty(0, dtype=np.float64))
+                if height + 1 == len(self._levels):
+                    self._levels.append(np.empty(0, dtype=np.float64))
                     self._offsets.append(0)
                     cap = self.capacity(height)
                 # Above level 0 a buffer is two sorted runs (what it kept and what was promoted into it), which
@@ -109,9 +137,9 @@ class KLLSketch:
                     run, kept = ordered[:n_compact], ordered[n_compact:]
                 else:
                     run, kept = ordered[ordered.size - n_compact :], ordered[: ordered.size - n_compact]
-                self.compactors[height] = kept
+                self._levels[height] = kept
                 parity = int(self._coins.integers(2))
-                self.compactors[height + 1] = np.concatenate((self.compactors[height + 1], run[parity::2]))
+                self._levels[height + 1] = np.concatenate((self._levels[height + 1], run[parity::2]))
 
     def weighted_points(self) -> tuple[FloatArray, FloatArray]:
         """Sorted distinct item values and the cumulative weight of items ``<= value`` at each one."""
