@@ -57,3 +57,23 @@ def test_plans_are_deterministic(tmp_path: Path) -> None:
     assert main(["--stack", "prod", "--out", str(tmp_path / "a"), "--quiet"]) == 0
     assert main(["--stack", "prod", "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert (tmp_path / "a" / "prod.json").read_text() == (tmp_path / "b" / "prod.json").read_text()
+
+
+def test_plan_prints_coverage_and_fails_on_what_aws_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _checkout_copy(tmp_path)
+    for name in ("training", "serving", "monitoring"):
+        (root / name).symlink_to(REPO / name)
+    out = tmp_path / "plan"
+    assert main(["--stack", "dev", "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    assert "AWS types covered" in capsys.readouterr().out
+    stack_file = root / "Pulumi.dev.yaml"
+    # A valid-looking instance type that SageMaker offers for endpoints but not for training jobs.
+    stack_file.write_text(
+        stack_file.read_text().replace("trainingInstanceType: ml.g5.xlarge", "trainingInstanceType: ml.m5d.large")
+    )
+    assert main(["--stack", "dev", "--root", str(root), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "plan invalid:" in captured.err
+    assert "ml.m5d.large" in captured.err

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "plan", help="folder for <stack>.json")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--root", type=Path, default=REPO, help="checkout to plan (default: this one)")
+    parser.add_argument("--no-validate", action="store_true", help="skip the check against AWS's API models")
     args = parser.parse_args(argv)
 
     out_file = args.out / f"{args.stack}.json"
@@ -199,7 +200,19 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {out_file.relative_to(REPO) if out_file.is_relative_to(REPO) else out_file} "
         f"({len(plan.resources)} resources, {elapsed:.1f} s)"
     )
-    return 0
+    if args.no_validate:
+        return 0
+    # Every planned AWS resource against AWS's own API models (tools/validate.py); the plan file stays for
+    # inspection, the exit status says whether it would reach AWS intact.
+    from tools.validate import validate_plan
+
+    report = validate_plan(plan)
+    for violation in report.violations:
+        print(f"plan invalid: {violation}", file=sys.stderr)
+    print(report.coverage_line())
+    if not args.quiet:
+        print(report.coverage_table())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":
