@@ -134,6 +134,11 @@ class WindowAnalyzer:
                     fast = part["encoding"] == "CSV" and type(data) is str and type(when) is str
                 except Exception:  # any shape the fast path does not expect: classify it below
                     fast = False
+                if fast and "\n" in data:
+                    # Many clients end a one-row CSV body with a newline; that is still one row.
+                    stripped = data.rstrip("\r\n")
+                    if "\n" not in stripped:
+                        data = stripped
                 if not fast or "\n" in data or '"' in data or not data.strip():
                     lines_read -= 1
                     self.add_line(line)

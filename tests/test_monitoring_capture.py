@@ -240,3 +240,13 @@ def test_mixed_fast_and_general_records_count_the_same(tmp_path: pathlib.Path) -
     assert (counts.rows_seen, counts.rows_analyzed, counts.rows_wrong_column_count) == (4, 3, 1)
     assert dict(counts.column_counts) == {3: 3, 2: 1}
     assert dict(counts.skipped) == {"corrupt_line": 1}
+
+
+def test_a_one_row_csv_body_ending_in_a_newline_is_one_row() -> None:
+    record = capture_record([[0]], T0)
+    record["captureData"]["endpointInput"]["data"] = "1.5,2,red\r\n"
+    analyzer = _analyze([_line(record)])
+    colour = analyzer.profile.features[2]
+    assert isinstance(colour, StringAccumulator)
+    assert (analyzer.counts.rows_seen, analyzer.counts.rows_analyzed) == (1, 1)
+    assert colour.counts == {"red": 1}
