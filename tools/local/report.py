@@ -1,0 +1,116 @@
+"""build/local/report.html: one self-contained page with the lifecycle's figures and both phases' drift reports.
+
+The monitor writes one report per run (`report.html` in its output_path, inline SVG, no external assets).
+This page puts a summary first (model metrics, replay latency, violations per phase, the dev plan) and then
+each phase's report body, its element ids prefixed with the phase so both can live on one page.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+_ID = re.compile(r'\bid="([^"]*)"')
+_HREF = re.compile(r'href="#([^"]*)"')
+_HEADING = re.compile(r"<(/?)h([1-5])\b", re.IGNORECASE)
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def phase_body(report_html: str, phase: str) -> str:
+    """The body of one monitor report, ids made unique per phase and headings moved one level down."""
+    match = _BODY.search(report_html)
+    body = match.group(1) if match else report_html
+    body = _ID.sub(lambda m: f'id="{phase}-{m.group(1)}"', body)
+    body = _HREF.sub(lambda m: f'href="#{phase}-{m.group(1)}"', body)
+    return _HEADING.sub(lambda m: f"<{m.group(1)}h{int(m.group(2)) + 1}", body)
+
+
+def report_style(report_html: str) -> str:
+    match = _STYLE.search(report_html)
+    return match.group(1) if match else ""
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render(summary: Mapping[str, Any], phase_reports: Mapping[str, Path]) -> str:
+    """The combined page; `phase_reports` maps each phase to the monitor's report.html for it."""
+    texts = {phase: path.read_text(encoding="utf-8") for phase, path in phase_reports.items()}
+    style = report_style(next(iter(texts.values()), ""))
+    model = summary.get("model", {})
+    evaluation = model.get("evaluation", {})
+    metric_rows = [
+        [
+            precision,
+            f"{m.get('auc', float('nan')):.4f}",
+            f"{m.get('accuracy', float('nan')):.4f}",
+            f"{m.get('log_loss', float('nan')):.4f}",
+        ]
+        for precision, m in evaluation.items()
+        if isinstance(m, dict) and "auc" in m
+    ]
+    replay = summary.get("replay", {}).get("phases", {})
+    replay_rows = [
+        [
+            phase,
+            r["requests"],
+            r["errors"],
+            r["latency_ms"]["p50"],
+            r["latency_ms"]["p99"],
+            r["throughput_rps"],
+            ", ".join(f"{k}: {v}" for k, v in r["predicted_labels"].items()),
+        ]
+        for phase, r in replay.items()
+    ]
+    monitor = summary.get("monitor", {})
+    violation_rows = [
+        [
+            phase,
+            m["violation_count"],
+            ", ".join(m["violated_features"]) or "none",
+            ", ".join(m["expected_features"]) or "none",
+            "yes" if m["as_expected"] else "NO",
+        ]
+        for phase, m in monitor.items()
+    ]
+    plan = summary.get("plan", {})
+    plan_rows = [[t, n] for t, n in plan.get("by_type", {}).items()]
+    shift = summary.get("replay", {}).get("shift", {})
+    sections = "".join(
+        f'<section class="phase" id="phase-{_esc(phase)}"><h2>Phase {_esc(phase)}</h2>'
+        f"{phase_body(text, phase)}</section>"
+        for phase, text in texts.items()
+    )
+    nav = " | ".join(f'<a href="#phase-{_esc(p)}">{_esc(p)}</a>' for p in texts)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mlplatform local lifecycle</title>
+<style>
+{style}
+section.phase {{ border-top: 3px solid #888; margin-top: 2em; }}
+</style></head><body>
+<h1>mlplatform: local lifecycle ({_esc(summary.get("mode", ""))})</h1>
+<p>Phases: {nav}. Model {_esc(model.get("dir", ""))}, trained on {_esc(model.get("device", "?"))}
+for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoch", "?"))}).</p>
+<h2>Model (validation split)</h2>
+{_table(["graph", "AUC", "accuracy", "log loss"], metric_rows)}
+<h2>Replay</h2>
+<p>Drifted phase: +{_esc(shift.get("std", ""))} training std on {_esc(", ".join(shift.get("features", [])))}.</p>
+{_table(["phase", "requests", "errors", "p50 ms", "p99 ms", "requests/s", "predicted labels"], replay_rows)}
+<h2>Drift monitor</h2>
+{_table(["phase", "violations", "features with violations", "expected", "as expected"], violation_rows)}
+<h2>Plan of the {_esc(plan.get("stack", ""))} stack ({_esc(plan.get("resources", ""))} resources)</h2>
+{_table(["type", "count"], plan_rows)}
+{sections}
+</body></html>
+"""
