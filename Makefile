@@ -33,6 +33,12 @@ format: $(STAMP)
 plan: $(STAMP)
 	$(PY) -m tools.plan --stack $(STACK)
 
+# The whole lifecycle on this machine: demo data, training, serving, replayed traffic (normal, drifted), drift
+# monitor, dev plan; report and summary under build/local/. CONTAINERS=1 runs them in the buildah images (root).
+.PHONY: local
+local: $(STAMP)
+	$(PY) -m tools.local $(if $(CONTAINERS),--containers)
+
 # Offline plan diff of dev and prod between BASE (a git ref) and the working tree: build/plan/diff.md.
 BASE ?= origin/main
 diff: $(STAMP)
