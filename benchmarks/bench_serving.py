@@ -313,23 +313,33 @@ def in_process(model_dir: Path, files: dict[str, Path]) -> dict[str, float]:
     app.set_model(LoadedModel(model_dir, "fp32"))
     bodies = {rows: files[f"rows{rows}"].read_bytes() for rows in (1, 1000)}
 
-    def best(call: Callable[[], object], number: int) -> float:
-        call()
-        return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
+    session = app.model.session  # type: ignore[union-attr]  # loaded above
+    batches = {rows: np.loadtxt(files[f"rows{rows}"], delimiter=",", dtype=np.float32, ndmin=2) for rows in bodies}
 
+    def timed(call: Callable[[], object], number: int) -> float:
+        return timeit.timeit(call, number=number) / number * 1e6
+
+    # Ours and raw onnxruntime alternate, best of 7 each, so both see the same machine.
+    best: dict[str, float] = {}
     os.sched_setaffinity(0, {int(SERVER_CORE)})
     try:
-        handle = {
-            rows: best(lambda b=body: app.handle(b"POST", b"/invocations", "text/csv", None, b), 2000 // rows + 20)
-            for rows, body in bodies.items()
-        }
-        record = best(lambda: metrics.record("/invocations", 200, 0.0004, 1), 20000)
+        for _ in range(7):
+            for rows, body in bodies.items():
+                number = 2000 // rows + 20
+                ours = timed(lambda b=body: app.handle(b"POST", b"/invocations", "text/csv", None, b), number)
+                raw = timed(lambda r=rows: session.run(["probabilities"], {"numeric": batches[r]}), number)
+                best[f"handle_rows{rows}"] = min(best.get(f"handle_rows{rows}", float("inf")), ours)
+                best[f"raw_rows{rows}"] = min(best.get(f"raw_rows{rows}", float("inf")), raw)
+            record = timed(lambda: metrics.record("/invocations", 200, 0.0004, 1), 20000)
+            best["record"] = min(best.get("record", float("inf")), record)
     finally:
         os.sched_setaffinity(0, {0, 1})
     return {
-        "handle_rows1_us": round(handle[1], 2),
-        "handle_rows1000_us_per_row": round(handle[1000] / 1000, 3),
-        "metrics_record_us": round(record, 3),
+        "handle_rows1_us": round(best["handle_rows1"], 2),
+        "raw_onnxruntime_rows1_us": round(best["raw_rows1"], 2),
+        "handle_rows1000_us_per_row": round(best["handle_rows1000"] / 1000, 3),
+        "raw_onnxruntime_rows1000_us_per_row": round(best["raw_rows1000"] / 1000, 3),
+        "metrics_record_us": round(best["record"], 3),
     }
 
 
@@ -682,7 +692,10 @@ def summarise(report: dict[str, Any]) -> None:
             inside["metrics_record_us"] / inside["handle_rows1_us"] * 100, 1
         )
         summary["in_process_rows1000_ratio_vs_raw_batch1000"] = round(
-            inside["handle_rows1000_us_per_row"] / raw["batch1000_us_per_row"], 2
+            inside["handle_rows1000_us_per_row"] / inside["raw_onnxruntime_rows1000_us_per_row"], 2
+        )
+        summary["in_process_rows1000_ratio_vs_raw_one_row_calls"] = round(
+            inside["handle_rows1000_us_per_row"] / inside["raw_onnxruntime_rows1_us"], 3
         )
     ab = report.get("metrics_ab")
     if ab:
