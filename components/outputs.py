@@ -96,5 +96,49 @@ DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
     MONITOR_REPORTS_URI: ("where drift reports are written", "s3://mlplatform-prod-models-1a2b3c4/monitoring/..."),
 }
 
+# Exported only when the serving target includes SageMaker (`mlplatform:servingTarget` sagemaker or both).
+SAGEMAKER_OUTPUTS: Final = frozenset(
+    {
+        ENDPOINT_NAME,
+        ENDPOINT_ARN,
+        ENDPOINT_CONFIG_NAME,
+        ENDPOINT_VARIANT_NAME,
+        ENDPOINT_INSTANCE_TYPE,
+        ENDPOINT_AUTOSCALING_ENABLED,
+        ENDPOINT_ROLE_ARN,
+        INVOKE_POLICY_ARN,
+        ROLLBACK_ALARM_NAMES,
+        CAPTURE_URI,
+        ALARM_TOPIC_ARN,
+        DASHBOARD_URL,
+        MONITOR_SCHEDULE_NAME,
+        MONITOR_REPORTS_URI,
+    }
+)
+
+KUBERNETES_NAMESPACE: Final = "kubernetesNamespace"
+KUBERNETES_SERVICE_URL: Final = "kubernetesServiceUrl"
+KUBERNETES_STABLE_IMAGE: Final = "kubernetesStableImage"
+KUBERNETES_CANARY_IMAGE: Final = "kubernetesCanaryImage"
+KUBERNETES_MODEL_ROLE_ARN: Final = "kubernetesModelRoleArn"
+# Exported only when the serving target includes Kubernetes (docs/kubernetes.md); the canary image only while a
+# canary runs, the model role only with `s3` model delivery.
+KUBERNETES_OUTPUTS: Final[dict[str, tuple[str, str]]] = {
+    KUBERNETES_NAMESPACE: ("namespace of the model service", "mlplatform"),
+    KUBERNETES_SERVICE_URL: ("in-cluster URL of the model service", "http://model-server.mlplatform.svc.cluster.local"),
+    KUBERNETES_STABLE_IMAGE: (
+        "image the stable pods run (pin it as `kubernetesStableImage` before starting a canary)",
+        "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-dev-serving@sha256:5e5e...",
+    ),
+    KUBERNETES_CANARY_IMAGE: (
+        "image the canary pods run",
+        "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-dev-serving@sha256:7a7a...",
+    ),
+    KUBERNETES_MODEL_ROLE_ARN: (
+        "IAM role (IRSA) the pods read their model files with",
+        "arn:aws:iam::111122223333:role/mlplatform-dev-k8s-model-role-1a2b3c4",
+    ),
+}
+
 # Only stacks that train export this one.
 TRAINING_OUTPUTS: Final = {TRAINING_JOB_NAME: ("training job that produced the model", "mlplatform-dev-train-3f9a...")}
