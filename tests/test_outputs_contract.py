@@ -1,14 +1,37 @@
-"""Both stacks export exactly the documented output contract (components/outputs.py, README's table)."""
+"""Every stack exports exactly the documented output contract (components/outputs.py, README's table)."""
 
 from __future__ import annotations
 
-from components.outputs import DESCRIPTIONS, TRAINING_OUTPUTS
+from typing import Any
+
+from components.outputs import (
+    DESCRIPTIONS,
+    KUBERNETES_CANARY_IMAGE,
+    KUBERNETES_OUTPUTS,
+    SAGEMAKER_OUTPUTS,
+    TRAINING_OUTPUTS,
+)
 from tools.plan import Plan
 
 
 def test_stack_exports_exactly_the_documented_outputs(dev_plan: Plan, prod_plan: Plan) -> None:
     assert set(dev_plan.outputs) == set(DESCRIPTIONS) | set(TRAINING_OUTPUTS)
     assert set(prod_plan.outputs) == set(DESCRIPTIONS)
+
+
+def test_kubernetes_target_exports_the_kubernetes_outputs_instead_of_the_endpoints(replan: Any) -> None:
+    from tests.test_kubernetes_plan import KUBERNETES
+
+    plan = replan("prod", {**KUBERNETES, "mlplatform:servingTarget": "kubernetes"})
+    expected = (set(DESCRIPTIONS) - SAGEMAKER_OUTPUTS) | set(KUBERNETES_OUTPUTS) - {KUBERNETES_CANARY_IMAGE}
+    assert set(plan.outputs) == expected
+
+
+def test_both_targets_export_both_contracts(replan: Any) -> None:
+    from tests.test_kubernetes_plan import KUBERNETES
+
+    plan = replan("prod", {**KUBERNETES, "mlplatform:servingTarget": "both"})
+    assert set(plan.outputs) == set(DESCRIPTIONS) | set(KUBERNETES_OUTPUTS) - {KUBERNETES_CANARY_IMAGE}
 
 
 def test_prod_serves_what_dev_produced(prod_plan: Plan) -> None:

@@ -1,0 +1,366 @@
+"""Kubernetes serving target: what a stack with `mlplatform:servingTarget` kubernetes or both plans."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from components.kubernetes import (
+    IRSA_ANNOTATION,
+    NON_ROOT_UID,
+    PRE_STOP_SLEEP_SECONDS,
+    SERVER_DRAIN_SECONDS,
+    TERMINATION_GRACE_SECONDS,
+)
+from tests.conftest import plan_with
+from tools.example_outputs import example_stack_outputs
+from tools.plan import Plan, run_program, stack_config
+
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
+KUBERNETES = {
+    "mlplatform:servingTarget": "both",
+    "mlplatform:kubernetesKubeconfig": KUBECONFIG,
+    "mlplatform:kubernetesAllowedNamespaces": '["apps", "batch-scoring"]',
+    "mlplatform:kubernetesOidcProviderArn": (
+        "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+    ),
+    "mlplatform:kubernetesAwsCliImage": "public.ecr.aws/aws-cli/aws-cli@sha256:" + "c" * 64,
+}
+STABLE_IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-dev-serving@sha256:" + "1" * 64
+STABLE_URI = "s3://mlplatform-dev-models-0a1b2c3/training/previous-job/output/model/"
+CANARY = {
+    "mlplatform:kubernetesCanaryPercent": "20",
+    "mlplatform:kubernetesMinReplicas": "4",
+    "mlplatform:kubernetesMaxReplicas": "12",
+    "mlplatform:kubernetesStableImage": STABLE_IMAGE,
+    "mlplatform:kubernetesStableModelDataUri": STABLE_URI,
+}
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+
+
+@pytest.fixture(scope="module")
+def k8s_plan() -> Plan:
+    return plan_with("dev", KUBERNETES)
+
+
+@pytest.fixture(scope="module")
+def canary_plan() -> Plan:
+    return plan_with("prod", {**KUBERNETES, **CANARY})
+
+
+def kubernetes_resources(plan: Plan) -> list[dict[str, Any]]:
+    return [r for r in plan.resources if r["type"].startswith("kubernetes:")]
+
+
+def track(plan: Plan, type_token: str, name: str) -> dict[str, Any]:
+    [found] = [r for r in plan.of_type(type_token) if r["inputs"]["metadata"]["name"] == name]
+    return found
+
+
+def server(deployment: dict[str, Any]) -> dict[str, Any]:
+    [container] = deployment["inputs"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_the_kubernetes_target_plans_every_resource_of_the_service(k8s_plan: Plan) -> None:
+    counts: dict[str, int] = {}
+    for r in kubernetes_resources(k8s_plan):
+        counts[r["type"]] = counts.get(r["type"], 0) + 1
+    assert counts == {
+        "kubernetes:core/v1:Namespace": 1,
+        "kubernetes:core/v1:ServiceAccount": 1,
+        DEPLOYMENT: 1,
+        HPA: 1,
+        "kubernetes:core/v1:Service": 1,
+        "kubernetes:policy/v1:PodDisruptionBudget": 1,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
+    }
+    assert len(k8s_plan.of_type("pulumi:providers:kubernetes")) == 1
+
+
+def test_every_kubernetes_resource_uses_the_stacks_own_provider(k8s_plan: Plan, canary_plan: Plan) -> None:
+    for plan in (k8s_plan, canary_plan):
+        provider = plan.one("pulumi:providers:kubernetes")
+        resources = kubernetes_resources(plan)
+        assert resources
+        assert {r["options"].get("provider") for r in resources} == {provider["name"]}
+
+
+def test_the_kubeconfig_stays_secret_in_the_plan(k8s_plan: Plan) -> None:
+    kubeconfig = k8s_plan.one("pulumi:providers:kubernetes")["inputs"]["kubeconfig"]
+    # The engine's secret marker wraps the value: the state stores it encrypted.
+    assert isinstance(kubeconfig, dict) and kubeconfig["value"] == KUBECONFIG.strip()
+    assert "4dabf18193072939515e22adb298388d" in kubeconfig
+
+
+def test_the_kubeconfig_can_come_from_an_eks_stack_output() -> None:
+    config = {k: v for k, v in {**stack_config("dev"), **KUBERNETES}.items() if k != "mlplatform:kubernetesKubeconfig"}
+    config["mlplatform:kubernetesKubeconfigStack"] = "acme/eks/dev"
+    config["mlplatform:kubernetesKubeconfigOutput"] = "kubeconfigJson"
+    cluster = {"kubeconfigJson": {"apiVersion": "v1", "kind": "Config", "clusters": []}}
+    plan = run_program("dev", config, stack_outputs={**example_stack_outputs(), "acme/eks/dev": cluster})
+    assert plan.named("mlplatform-dev-cluster")["inputs"]["name"] == "acme/eks/dev"
+    kubeconfig = plan.one("pulumi:providers:kubernetes")["inputs"]["kubeconfig"]
+    assert json.loads(kubeconfig["value"]) == cluster["kubeconfigJson"]
+
+
+def test_sagemaker_stacks_plan_nothing_on_kubernetes(dev_plan: Plan, prod_plan: Plan) -> None:
+    for plan in (dev_plan, prod_plan):
+        assert kubernetes_resources(plan) == []
+        assert plan.of_type("pulumi:providers:kubernetes") == []
+
+
+def test_the_kubernetes_only_target_drops_the_endpoint_and_its_monitoring(replan: Any) -> None:
+    plan = replan("dev", {**KUBERNETES, "mlplatform:servingTarget": "kubernetes"})
+    assert plan.of_type("aws:sagemaker/endpoint:Endpoint") == []
+    assert plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
+    assert len(plan.of_type(DEPLOYMENT)) == 1
+    # Training and the model still come from this stack.
+    assert len(plan.of_type("aws:sagemaker/trainingJob:TrainingJob")) == 1
+
+
+def test_the_server_runs_the_serving_image_by_digest_with_its_contract(k8s_plan: Plan) -> None:
+    container = server(k8s_plan.one(DEPLOYMENT))
+    assert "@sha256:" in container["image"]
+    assert container["image"] == k8s_plan.outputs["servingImage"]
+    assert container["args"] == ["serve"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "MLPLATFORM_MODEL_DIR": "/opt/ml/model",
+        "MLPLATFORM_MODEL_PRECISION": "fp32",
+        "MLPLATFORM_SERVING_WORKERS": "1",  # one per whole core of the 1-CPU limit, not the node's cores
+        "MLPLATFORM_SERVING_PORT": "8080",
+    }
+
+
+def test_probes_check_ping_and_give_model_loading_its_own_budget(k8s_plan: Plan) -> None:
+    container = server(k8s_plan.one(DEPLOYMENT))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/ping", "port": "http"}
+    startup = container["startupProbe"]
+    # Default kubernetesStartupTimeoutSeconds is 300: 60 failed checks 5 s apart before a restart.
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 300
+    assert container["livenessProbe"]["failureThreshold"] * container["livenessProbe"]["periodSeconds"] <= 30
+
+
+def test_startup_budget_follows_the_setting(replan: Any) -> None:
+    plan = replan("dev", {**KUBERNETES, "mlplatform:kubernetesStartupTimeoutSeconds": "601"})
+    startup = server(plan.one(DEPLOYMENT))["startupProbe"]
+    assert startup["failureThreshold"] == math.ceil(601 / 5)
+    assert plan.one(DEPLOYMENT)["inputs"]["spec"]["progressDeadlineSeconds"] == 601 + 120
+
+
+def test_requests_and_limits_are_set_on_every_container(k8s_plan: Plan) -> None:
+    pod = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert set(container["resources"]) == {"requests", "limits"}
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert server(k8s_plan.one(DEPLOYMENT))["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+
+
+def test_rolling_update_never_drops_a_ready_pod(k8s_plan: Plan) -> None:
+    spec = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    # The autoscaler owns the replica count; a value here would reset it on every update.
+    assert "replicas" not in spec
+
+
+def test_termination_grace_outlasts_the_pre_stop_pause_and_the_servers_drain(k8s_plan: Plan) -> None:
+    from serving.server import SHUTDOWN_DEADLINE_S
+
+    assert SERVER_DRAIN_SECONDS == SHUTDOWN_DEADLINE_S
+    pod = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == TERMINATION_GRACE_SECONDS
+    assert TERMINATION_GRACE_SECONDS > PRE_STOP_SLEEP_SECONDS + SHUTDOWN_DEADLINE_S
+    assert server(k8s_plan.one(DEPLOYMENT))["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+
+
+def test_pods_run_non_root_on_a_read_only_root_filesystem(k8s_plan: Plan) -> None:
+    pod = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT_UID,
+        "runAsGroup": NON_ROOT_UID,
+        "fsGroup": NON_ROOT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"]} == {"tmp": "64Mi", "model": "2Gi"}
+    assert pod["automountServiceAccountToken"] is False
+    namespace = k8s_plan.one("kubernetes:core/v1:Namespace")["inputs"]["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_serving_image_has_the_non_root_user_the_pod_names() -> None:
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).parents[1] / "serving" / "Dockerfile").read_text()
+    # No USER line: the pod's runAsUser decides; 65534 is `nobody` in the python:3.11-slim base.
+    assert "\nUSER " not in dockerfile
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
+
+
+def test_s3_delivery_copies_the_model_with_an_init_container_and_an_irsa_role(k8s_plan: Plan) -> None:
+    pod = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["image"] == KUBERNETES["mlplatform:kubernetesAwsCliImage"]
+    assert init["args"][:4] == ["s3", "sync", k8s_plan.outputs["modelDataUri"], "/opt/ml/model"]
+    assert {"name": "model", "mountPath": "/opt/ml/model", "readOnly": True} in server(k8s_plan.one(DEPLOYMENT))[
+        "volumeMounts"
+    ]
+    account = k8s_plan.one("kubernetes:core/v1:ServiceAccount")["inputs"]
+    assert account["metadata"]["annotations"][IRSA_ANNOTATION] == k8s_plan.outputs["kubernetesModelRoleArn"]
+    role = k8s_plan.named("mlplatform-dev-k8s-model-role")["inputs"]
+    [trust] = json.loads(role["assumeRolePolicy"])["Statement"]
+    issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+    assert trust["Condition"]["StringEquals"] == {
+        f"{issuer}:sub": "system:serviceaccount:mlplatform:model-server",
+        f"{issuer}:aud": "sts.amazonaws.com",
+    }
+
+
+def test_the_model_role_reads_only_the_model_prefixes(canary_plan: Plan) -> None:
+    policy = json.loads(canary_plan.named("mlplatform-prod-k8s-model-read")["inputs"]["policy"])
+    actions = sorted({s["Action"] for s in policy["Statement"]})
+    assert actions == ["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]
+    objects = sorted(s["Resource"] for s in policy["Statement"] if s["Action"] == "s3:GetObject")
+    canary_uri = canary_plan.outputs["modelDataUri"]
+    assert objects == sorted(f"arn:aws:s3:::{uri.removeprefix('s3://')}*" for uri in (STABLE_URI, canary_uri))
+
+
+def test_image_delivery_needs_no_init_container_or_role(replan: Any) -> None:
+    plan = replan("dev", {**KUBERNETES, "mlplatform:kubernetesModelDelivery": "image"})
+    pod = plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    assert pod.get("initContainers", []) == []
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert {e["name"]: e["value"] for e in server(plan.one(DEPLOYMENT))["env"]}["MLPLATFORM_MODEL_DIR"] == (
+        "/opt/ml/model"
+    )
+    assert [r for r in plan.resources if r["name"].endswith("-model-role")] == []
+    assert "kubernetesModelRoleArn" not in plan.outputs
+
+
+def test_cpu_autoscaling_within_the_replica_bounds(k8s_plan: Plan) -> None:
+    spec = k8s_plan.one(HPA)["inputs"]["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 6)
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model-server-stable"}
+    assert spec["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    ]
+
+
+def test_the_metrics_adapter_adds_requests_per_second(replan: Any) -> None:
+    plan = replan(
+        "dev",
+        {
+            **KUBERNETES,
+            "mlplatform:kubernetesMetricsAdapter": "true",
+            "mlplatform:kubernetesTargetRequestsPerSecond": "40",
+        },
+    )
+    metrics = plan.one(HPA)["inputs"]["spec"]["metrics"]
+    assert metrics[1] == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "mlplatform_serving_requests_per_second"},
+            "target": {"type": "AverageValue", "averageValue": "40"},
+        },
+    }
+
+
+def test_disruption_budget_lets_one_pod_go_at_a_time_across_both_tracks(canary_plan: Plan) -> None:
+    spec = canary_plan.one("kubernetes:policy/v1:PodDisruptionBudget")["inputs"]["spec"]
+    assert spec == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/instance": "mlplatform"}}}
+
+
+def test_network_policy_admits_only_the_named_namespaces_on_the_server_port(k8s_plan: Plan) -> None:
+    spec = k8s_plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy")["inputs"]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    admitted = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rule["from"]]
+    assert admitted == ["apps", "batch-scoring"]
+    assert all(set(peer) == {"namespaceSelector"} for peer in rule["from"])
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_service_monitor_when_the_prometheus_operator_is_installed(replan: Any, k8s_plan: Plan) -> None:
+    assert k8s_plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") == []
+    plan = replan(
+        "dev",
+        {
+            **KUBERNETES,
+            "mlplatform:kubernetesServiceMonitor": "true",
+            "mlplatform:kubernetesServiceMonitorLabels": '{"release": "kube-prometheus-stack"}',
+        },
+    )
+    monitor = plan.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    assert monitor["spec"]["podTargetLabels"] == ["track"]
+    service_labels = plan.one("kubernetes:core/v1:Service")["inputs"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+    # Prometheus's namespace is admitted to scrape.
+    [rule] = plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy")["inputs"]["spec"]["ingress"]
+    assert "monitoring" in [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]]
+
+
+def test_canary_runs_this_stacks_model_beside_the_pinned_stable_model(canary_plan: Plan) -> None:
+    stable = track(canary_plan, DEPLOYMENT, "model-server-stable")
+    canary = track(canary_plan, DEPLOYMENT, "model-server-canary")
+    assert server(stable)["image"] == STABLE_IMAGE
+    assert server(canary)["image"] == canary_plan.outputs["servingImage"] != STABLE_IMAGE
+    assert stable["inputs"]["spec"]["template"]["spec"]["initContainers"][0]["args"][2] == STABLE_URI
+    assert (
+        canary["inputs"]["spec"]["template"]["spec"]["initContainers"][0]["args"][2]
+        == (canary_plan.outputs["modelDataUri"])
+    )
+    assert canary_plan.outputs["kubernetesCanaryImage"] == canary_plan.outputs["servingImage"]
+    assert canary_plan.outputs["kubernetesStableImage"] == STABLE_IMAGE
+
+
+def test_both_tracks_sit_behind_one_service_and_differ_only_in_the_track_label(canary_plan: Plan) -> None:
+    selector = canary_plan.one("kubernetes:core/v1:Service")["inputs"]["spec"]["selector"]
+    assert selector == {"app.kubernetes.io/instance": "mlplatform"}
+    for name, label in (("model-server-stable", "stable"), ("model-server-canary", "canary")):
+        deployment = track(canary_plan, DEPLOYMENT, name)["inputs"]["spec"]
+        labels = deployment["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+        assert labels["track"] == label
+        assert deployment["selector"]["matchLabels"] == {**selector, "track": label}
+
+
+def test_canary_replica_ratio_follows_the_setting(canary_plan: Plan) -> None:
+    stable = track(canary_plan, HPA, "model-server-stable")["inputs"]["spec"]
+    canary = track(canary_plan, HPA, "model-server-canary")["inputs"]["spec"]
+    assert (stable["minReplicas"], stable["maxReplicas"]) == (4, 12)
+    # 20 % of the pods: 1 canary per 4 stable at the minimum, 3 per 12 at the maximum.
+    assert (canary["minReplicas"], canary["maxReplicas"]) == (1, 3)
+    assert canary["minReplicas"] / (canary["minReplicas"] + stable["minReplicas"]) == pytest.approx(0.20)
+    assert canary["maxReplicas"] / (canary["maxReplicas"] + stable["maxReplicas"]) == pytest.approx(0.20)
+
+
+def test_promotion_drops_the_canary_and_rolls_the_stable_track_to_the_new_model(replan: Any) -> None:
+    promoted = replan("prod", KUBERNETES)
+    [deployment] = promoted.of_type(DEPLOYMENT)
+    assert deployment["inputs"]["metadata"]["name"] == "model-server-stable"
+    assert server(deployment)["image"] == promoted.outputs["servingImage"]
+    assert "kubernetesCanaryImage" not in promoted.outputs
+
+
+def test_aborting_keeps_the_stable_model_pinned(replan: Any) -> None:
+    aborted = replan("prod", {**KUBERNETES, **CANARY, "mlplatform:kubernetesCanaryPercent": "0"})
+    [deployment] = aborted.of_type(DEPLOYMENT)
+    assert server(deployment)["image"] == STABLE_IMAGE
