@@ -575,3 +575,77 @@ def gpu_allowlist(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator
         if _GPU.match(instance_type) and instance_type not in ctx.allowed_gpu_instance_types:
             allowed = ", ".join(ctx.allowed_gpu_instance_types) or "none"
             yield r, f"GPU instance type {instance_type} is not allowed in this stack (allowed: {allowed})"
+
+
+# --- Kubernetes workloads (the Kubernetes serving target, components/kubernetes.py) ---------------------------
+
+_K8S_WORKLOADS = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:DaemonSet",
+    "kubernetes:batch/v1:Job",
+)
+
+
+def _pod_specs(resources: Sequence[Resource]) -> Iterator[tuple[Resource, Mapping[str, Any]]]:
+    """The pod spec of every Kubernetes workload: a pod template's, or a bare Pod's own."""
+    for r in resources:
+        if r["type"] in _K8S_WORKLOADS:
+            yield r, _one(_one(_one(_inputs(r).get("spec")).get("template")).get("spec"))
+        elif r["type"] == "kubernetes:core/v1:Pod":
+            yield r, _one(_inputs(r).get("spec"))
+
+
+def _containers(pod: Mapping[str, Any], with_init: bool = True) -> list[Mapping[str, Any]]:
+    init = list(pod.get("initContainers") or []) if with_init else []
+    return [*init, *(pod.get("containers") or [])]
+
+
+@rule(
+    "k8s-container-resources",
+    "Every Kubernetes container requests and limits CPU and memory.",
+    "mandatory",
+    "checkov CKV_K8S_10, CKV_K8S_11, CKV_K8S_12, CKV_K8S_13; a pod without limits can starve its node",
+)
+def k8s_container_resources(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+    for workload, pod in _pod_specs(resources):
+        for container in _containers(pod):
+            res = _one(container.get("resources"))
+            missing = [
+                f"{kind}.{name}"
+                for kind in ("requests", "limits")
+                for name in ("cpu", "memory")
+                if not _one(res.get(kind)).get(name)
+            ]
+            if missing:
+                yield workload, f"container {container.get('name', '?')} has no {', '.join(missing)}"
+
+
+@rule(
+    "k8s-container-probes",
+    "Every long-running Kubernetes container has readiness and liveness probes.",
+    "mandatory",
+    "checkov CKV_K8S_8, CKV_K8S_9; without readiness a Service sends requests to a pod still loading its model",
+)
+def k8s_container_probes(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+    for workload, pod in _pod_specs(resources):
+        if workload["type"] == "kubernetes:batch/v1:Job":
+            continue  # a job runs to completion: nothing routes traffic to it
+        for container in _containers(pod, with_init=False):
+            missing = [p for p in ("readinessProbe", "livenessProbe") if not container.get(p)]
+            if missing:
+                yield workload, f"container {container.get('name', '?')} has no {' or '.join(missing)}"
+
+
+@rule(
+    "k8s-images-by-digest",
+    "Kubernetes containers reference images by digest, never by tag.",
+    "mandatory",
+    "checkov CKV_K8S_43; supply-chain integrity, ML Lens MLSEC-11 (trusted images)",
+)
+def k8s_images_by_digest(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
+    for workload, pod in _pod_specs(resources):
+        for container in _containers(pod):
+            image = container.get("image")
+            if image and "@sha256:" not in str(image):
+                yield workload, f"container {container.get('name', '?')} image {image} is not referenced by digest"

@@ -253,7 +253,26 @@ FAILING = {
     "kms-rotation": lambda: [res("aws:kms/key:Key", "k", enableKeyRotation=False)],
     "required-tags": lambda: [res("pulumi:providers:aws", "aws", defaultTags={"tags": {"project": "x"}})],
     "gpu-instance-allowlist": lambda: endpoint_stack(instance="ml.p4d.24xlarge", kms=False),
+    "k8s-container-resources": lambda: k8s_deployment(resources={"requests": {"cpu": "1", "memory": "1Gi"}}),
+    "k8s-container-probes": lambda: k8s_deployment(probes=("livenessProbe",)),
+    "k8s-images-by-digest": lambda: k8s_deployment(image="registry.example.com/serving:1.4"),
 }
+
+
+def k8s_deployment(
+    resources: dict[str, Any] | None = None,
+    probes: tuple[str, ...] = ("readinessProbe", "livenessProbe"),
+    image: str = DIGEST,
+) -> list[dict[str, Any]]:
+    """A Deployment as the plan holds it; the defaults pass every Kubernetes rule."""
+    limits = {"cpu": "1", "memory": "1Gi"}
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "resources": resources if resources is not None else {"requests": limits, "limits": limits},
+        **{p: {"httpGet": {"path": "/ping", "port": "http"}} for p in probes},
+    }
+    return [res("kubernetes:apps/v1:Deployment", "d", spec={"template": {"spec": {"containers": [container]}}})]
 
 
 def test_every_rule_has_a_failing_example() -> None:
@@ -278,6 +297,24 @@ def test_a_written_exception_waives_its_rule_only() -> None:
     excepted = PolicyContext(environment="prod", exceptions={"sagemaker-data-capture-in-prod": "PII, ticket SEC-9"})
     assert violated(endpoint_stack(capture=False), excepted) == set()
     assert "sagemaker-prod-blue-green-with-rollback" in violated(endpoint_stack(alarms=False), excepted)
+
+
+def test_a_complete_kubernetes_deployment_passes_the_kubernetes_rules() -> None:
+    assert {r for r in violated(k8s_deployment()) if r.startswith("k8s-")} == set()
+
+
+def test_init_containers_need_limits_but_no_probes() -> None:
+    deployment = k8s_deployment()
+    pod = deployment[0]["inputs"]["spec"]["template"]["spec"]
+    pod["initContainers"] = [{"name": "fetch-model", "image": DIGEST}]
+    assert {r for r in violated(deployment) if r.startswith("k8s-")} == {"k8s-container-resources"}
+
+
+def test_the_kubernetes_target_plan_passes_the_kubernetes_rules(replan: Any) -> None:
+    from tests.test_kubernetes_plan import CANARY, KUBERNETES
+
+    plan = replan("prod", {**KUBERNETES, **CANARY})
+    assert [v for v in evaluate(plan.resources) if v.enforcement == "mandatory"] == []
 
 
 def test_build_cache_repository_may_have_mutable_tags() -> None:
