@@ -220,7 +220,7 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         else:
             model_dir = ml / "model"
             runner.train(ml, logs / "training.log")
-        summary["model"] = model_summary(model_dir)
+        summary["model"] = model_summary(model_dir, required=options.model_dir is None)
         if options.model_dir is None:
             m = summary["model"]
             fp32 = m["evaluation"].get("fp32", {})
@@ -316,8 +316,10 @@ def _count_rows(csv_path: Path) -> int:
         return max(sum(1 for _ in handle) - 1, 0)
 
 
-def model_summary(model_dir: Path) -> dict[str, Any]:
-    evaluation = read_json(model_dir / "evaluation.json", "the model's evaluation")
+def model_summary(model_dir: Path, *, required: bool = True) -> dict[str, Any]:
+    """The model's figures from evaluation.json; a given model directory (`--model-dir`) may lack one."""
+    path = model_dir / "evaluation.json"
+    evaluation = read_json(path, "the model's evaluation") if required or path.is_file() else {}
     training = evaluation.get("training", {})
     return {
         "dir": _relative(model_dir),

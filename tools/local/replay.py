@@ -103,7 +103,7 @@ def shift_rows(
         i = by_name[name]
         delta = std_multiple * features[i].std
         for row in out:
-            row[i] = repr(float(row[i]) + delta)
+            row[i] = repr(round(float(row[i]) + delta, 6))  # 6 decimals: the data's own precision or finer
     return out
 
 

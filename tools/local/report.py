@@ -85,7 +85,7 @@ def render(summary: Mapping[str, Any], phase_reports: Mapping[str, Path]) -> str
         for phase, m in monitor.items()
     ]
     plan = summary.get("plan", {})
-    plan_rows = [[t, n] for t, n in plan.get("by_type", {}).items()]
+    plan_items = "".join(f"<li>{n} <code>{_esc(t)}</code></li>" for t, n in plan.get("by_type", {}).items())
     shift = summary.get("replay", {}).get("shift", {})
     sections = "".join(
         f'<section class="phase" id="phase-{_esc(phase)}"><h2>Phase {_esc(phase)}</h2>'
@@ -98,6 +98,7 @@ def render(summary: Mapping[str, Any], phase_reports: Mapping[str, Path]) -> str
 <style>
 {style}
 section.phase {{ border-top: 3px solid #888; margin-top: 2em; }}
+ul.plan {{ columns: 3; font-size: 0.85em; }}
 </style></head><body>
 <h1>mlplatform: local lifecycle ({_esc(summary.get("mode", ""))})</h1>
 <p>Phases: {nav}. Model {_esc(model.get("dir", ""))}, trained on {_esc(model.get("device", "?"))}
@@ -109,8 +110,10 @@ for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoc
 {_table(["phase", "requests", "errors", "p50 ms", "p99 ms", "requests/s", "predicted labels"], replay_rows)}
 <h2>Drift monitor</h2>
 {_table(["phase", "violations", "features with violations", "expected", "as expected"], violation_rows)}
-<h2>Plan of the {_esc(plan.get("stack", ""))} stack ({_esc(plan.get("resources", ""))} resources)</h2>
-{_table(["type", "count"], plan_rows)}
+<p>What <code>pulumi up</code> would create: <a href="#plan">plan of the {_esc(plan.get("stack", ""))} stack</a>
+({_esc(plan.get("resources", ""))} resources).</p>
 {sections}
+<h2 id="plan">Plan of the {_esc(plan.get("stack", ""))} stack ({_esc(plan.get("resources", ""))} resources)</h2>
+<ul class="plan">{plan_items}</ul>
 </body></html>
 """
