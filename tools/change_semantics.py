@@ -18,6 +18,7 @@ class Effect(StrEnum):
     NEW_JOB = "new training job"
     NEW_IMAGE = "new image build and push"
     IN_PLACE = "in-place update"
+    ROLLING_UPDATE = "rolling update of the pods"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class TypeSemantics:
     replace_on: tuple[str, ...] = ()
     rollout_on: tuple[str, ...] = ()
     replace_effect: Effect = Effect.REPLACEMENT
+    rollout_effect: Effect = Effect.BLUE_GREEN
+    """What a change under `rollout_on` does: a SageMaker blue/green rollout, or a Kubernetes rolling update."""
     dependency_effect: Effect = Effect.IN_PLACE
     ignored: tuple[str, ...] = ("tags", "tagsAll")
     protected: bool = False
@@ -93,6 +96,28 @@ TABLE: dict[str, TypeSemantics] = {
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": TypeSemantics(replace_on=("bucket",)),
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": TypeSemantics(replace_on=("bucket",)),
 }
+
+# Kubernetes objects (the Kubernetes serving target): a new name or namespace is a new object; a Deployment's
+# selector is immutable; a change to its pod template rolls the pods (maxUnavailable 0, components/kubernetes.py).
+_K8S_IDENTITY = ("metadata.name", "metadata.namespace")
+K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+TABLE.update(
+    {
+        K8S_DEPLOYMENT: TypeSemantics(
+            replace_on=(*_K8S_IDENTITY, "spec.selector"),
+            rollout_on=("spec.template",),
+            rollout_effect=Effect.ROLLING_UPDATE,
+            dependency_effect=Effect.ROLLING_UPDATE,
+        ),
+        "kubernetes:core/v1:Namespace": TypeSemantics(replace_on=("metadata.name",), protected=True),
+        "kubernetes:core/v1:Service": TypeSemantics(replace_on=(*_K8S_IDENTITY, "spec.clusterIP", "spec.type")),
+        "kubernetes:core/v1:ServiceAccount": TypeSemantics(replace_on=_K8S_IDENTITY),
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": TypeSemantics(replace_on=_K8S_IDENTITY),
+        "kubernetes:policy/v1:PodDisruptionBudget": TypeSemantics(replace_on=_K8S_IDENTITY),
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": TypeSemantics(replace_on=_K8S_IDENTITY),
+        "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": TypeSemantics(replace_on=_K8S_IDENTITY),
+    }
+)
 DEFAULT = TypeSemantics()
 
 # Resource types whose replacement or deletion the deploy gate stops without an approval.
@@ -110,7 +135,7 @@ def effect_of(type_token: str, changed_paths: list[str], dependency_replaced: bo
     if any(_matches(p, semantics.replace_on) for p in paths):
         return semantics.replace_effect
     if any(_matches(p, semantics.rollout_on) for p in paths):
-        return Effect.BLUE_GREEN
+        return semantics.rollout_effect
     if dependency_replaced and semantics.dependency_effect is not Effect.IN_PLACE:
         return semantics.dependency_effect
     return Effect.IN_PLACE

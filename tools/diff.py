@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.change_semantics import ENDPOINT, ENDPOINT_CONFIG, MODEL, TABLE, Effect, effect_of, replaces
+from tools.change_semantics import (
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    K8S_DEPLOYMENT,
+    MODEL,
+    TABLE,
+    Effect,
+    effect_of,
+    replaces,
+)
 from tools.plan import REPO
 
 STACKS = ("dev", "prod")
@@ -74,12 +83,27 @@ class Rollout:
 
 
 @dataclass
+class Canary:
+    """The Kubernetes canary track of one namespace, before and after: its image, pods and share of the pods."""
+
+    namespace: str
+    status: str
+    """`starts`, `changes`, `promoted` (the stable pods now run the canary's image) or `ends` (stable kept)."""
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
 class StackDiff:
     stack: str
     added: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
     changed: list[Change] = field(default_factory=list)
     rollouts: list[Rollout] = field(default_factory=list)
+    canaries: list[Canary] = field(default_factory=list)
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -90,6 +114,7 @@ class StackDiff:
             "removed": [f"{r['type']}::{r['name']}" for r in self.removed],
             "changed": [c.as_json() for c in self.changed],
             "rollouts": [r.as_json() for r in self.rollouts],
+            "canaries": [c.as_json() for c in self.canaries],
         }
 
 
@@ -138,7 +163,60 @@ def diff_plans(stack: str, base: dict[str, Any], head: dict[str, Any]) -> StackD
     result.rollouts = [
         _rollout(c.ref, before, after) for c in result.changed if c.type == ENDPOINT and c.effect is Effect.BLUE_GREEN
     ]
+    result.canaries = canary_changes(before, after)
     return result
+
+
+def track_views(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Kubernetes serving tracks by namespace and `track` label: image, autoscaler bounds, share of the pods."""
+    autoscalers = {
+        (
+            r["inputs"].get("metadata", {}).get("namespace"),
+            r["inputs"].get("spec", {}).get("scaleTargetRef", {}).get("name"),
+        ): (r["inputs"]["spec"])
+        for r in resources.values()
+        if r["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+    }
+    views: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in resources.values():
+        if r["type"] != K8S_DEPLOYMENT:
+            continue
+        metadata, spec = r["inputs"].get("metadata", {}), r["inputs"].get("spec", {})
+        template = spec.get("template", {})
+        track = template.get("metadata", {}).get("labels", {}).get("track")
+        if track is None:
+            continue
+        containers = template.get("spec", {}).get("containers") or [{}]
+        hpa = autoscalers.get((metadata.get("namespace"), metadata.get("name")), {})
+        views.setdefault(str(metadata.get("namespace")), {})[track] = {
+            "image": containers[0].get("image"),
+            "pods": (int(hpa.get("minReplicas", 1)), int(hpa.get("maxReplicas", 1))) if hpa else None,
+        }
+    for tracks in views.values():
+        stable, canary = tracks.get("stable"), tracks.get("canary")
+        if stable and canary and stable["pods"] and canary["pods"]:
+            low = canary["pods"][0] / (canary["pods"][0] + stable["pods"][0])
+            canary["share_percent"] = round(100 * low, 1)
+    return views
+
+
+def canary_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Canary]:
+    """How each namespace's canary track starts, changes, is promoted or ends between two plans."""
+    old, new = track_views(before), track_views(after)
+    canaries: list[Canary] = []
+    for namespace in sorted(old.keys() | new.keys()):
+        was, now = old.get(namespace, {}), new.get(namespace, {})
+        if "canary" in now:
+            if was == now:
+                continue
+            status = "changes" if "canary" in was else "starts"
+        elif "canary" in was:
+            promoted = now.get("stable", {}).get("image") == was["canary"]["image"]
+            status = "promoted" if promoted else "ends"
+        else:
+            continue
+        canaries.append(Canary(namespace=namespace, status=status, before=was, after=now))
+    return canaries
 
 
 def _dependency_order(resources: dict[str, dict[str, Any]]) -> list[str]:
@@ -249,6 +327,21 @@ def render_markdown(diffs: list[StackDiff], base_ref: str) -> str:
             continue
         lines.append(f"{len(d.added)} to add, {len(d.changed)} to change, {len(d.removed)} to remove.")
         lines.append("")
+        for c in d.canaries:
+            lines += [f"#### Kubernetes canary in namespace `{c.namespace}`: {c.status}", ""]
+            lines += ["| | from | to |", "|---|---|---|"]
+            for track in ("stable", "canary"):
+                for key in ("image", "pods"):
+                    a = c.before.get(track, {}).get(key, "-")
+                    b = c.after.get(track, {}).get(key, "-")
+                    if key == "pods":
+                        a, b = (f"{v[0]}-{v[1]}" if isinstance(v, tuple | list) else v for v in (a, b))
+                    mark = " **(changed)**" if a != b else ""
+                    lines.append(f"| {track} {key} | `{_short(a, 400)}` | `{_short(b, 400)}`{mark} |")
+            share = c.after.get("canary", {}).get("share_percent")
+            if share is not None:
+                lines.append(f"\n- the canary runs {share}% of the pods at the minimum (its share of the requests)")
+            lines.append("")
         for r in d.rollouts:
             lines += [f"#### Rollout of endpoint `{r.endpoint}`", "", "| | from | to |", "|---|---|---|"]
             for key in ("image", "model_data", "instance_type", "instance_count"):
