@@ -73,6 +73,13 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return ref, {"name": ref, "outputs": self.stack_outputs.get(ref, {}), "secretOutputNames": []}
         if typ.startswith("pulumi:providers:"):
             return f"{name}-provider-id", inputs
+        if typ.startswith("kubernetes:"):
+            # The Kubernetes provider echoes the manifest and names an object by `namespace/name` (or `name`).
+            metadata = dict(inputs.get("metadata") or {})
+            metadata.setdefault("name", f"{name}-{_suffix(typ, name)}")
+            metadata.setdefault("uid", _uuid(typ, name))
+            object_id = "/".join(str(p) for p in (metadata.get("namespace"), metadata["name"]) if p)
+            return object_id, {**inputs, "metadata": metadata}
         module = typ.split(":")[1].split("/")[0]
         # SageMaker pipelines are named by `pipelineName`; everything else by `name` or an auto name.
         physical = inputs.get("name") or inputs.get("pipelineName") or f"{name}-{_suffix(typ, name)}"
