@@ -231,11 +231,16 @@ class ContainerRunner:
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / "base.log").open("a") as log:
             base = images.ensure_base(log=log)
-        values = images.provenance()
+        from components.images import content_hash
+
+        source = images.git_source()
         cert = host_ca_bundle()
         built: dict[str, Any] = {"base_image": base}
         for name in IMAGE_NAMES:
             dockerfile = REPO / name / "Dockerfile"
+            # REVISION as the stack passes it: a hash of the image's own inputs, so a commit that does not touch
+            # them keeps buildah's layer cache (and the container tests' builds share it).
+            values = {"REVISION": content_hash(REPO, f"{name}/Dockerfile"), "SOURCE": source}
             args = images.provenance_args(dockerfile, values)
             volumes: list[str] = []
             if name == "training":
