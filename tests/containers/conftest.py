@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.containers.helpers import (
+    IMAGE_NAMES,
     LOG_DIR,
     ProjectImages,
     host_ca_bundle,
@@ -57,9 +58,12 @@ def pip_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def project_images(base_image: str, pip_cert: Path) -> Iterator[ProjectImages]:
+def project_images(base_image: str, pip_cert: Path, request: pytest.FixtureRequest) -> Iterator[ProjectImages]:
     """Builds each project image on first use (sizes go to build/containers/images.json as they are built)."""
     built = ProjectImages(base_image=base_image, pip_cert=pip_cert)
-    built.start()  # all three build in the background while the first tests run
+    # The selected tests' images build in the background while the first tests run (the pipeline needs all).
+    selected = [item.nodeid for item in request.session.items]
+    everything = any("test_containers_pipeline" in nodeid for nodeid in selected)
+    built.start(tuple(name for name in IMAGE_NAMES if everything or any(name in nodeid for nodeid in selected)))
     yield built
     built.close()

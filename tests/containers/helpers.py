@@ -176,7 +176,8 @@ class ProjectImages:
     layer_paths: dict[str, list[Path]] = field(default_factory=dict)
     _futures: dict[str, Future[ImageRecord]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def dockerfile(self, name: str) -> Path:
         return REPO / name / "Dockerfile"
@@ -184,7 +185,12 @@ class ProjectImages:
     def labels(self, name: str) -> dict[str, str]:
         """REVISION as the stack passes it (components.images.content_hash of the image's inputs), so an
         unrelated commit keeps the layer cache valid; SOURCE from git (the stack does not pass one)."""
-        return {"REVISION": content_hash(REPO, f"{name}/Dockerfile"), "SOURCE": self.source}
+        with self._lock:
+            # Computed once per session: files may change while the tests run, and a variant built later
+            # must get the same args to reuse the image's cached layers.
+            if name not in self._labels:
+                self._labels[name] = {"REVISION": content_hash(REPO, f"{name}/Dockerfile"), "SOURCE": self.source}
+            return dict(self._labels[name])
 
     def start(self, names: tuple[str, ...] = IMAGE_NAMES) -> None:
         with self._lock:
