@@ -223,6 +223,30 @@ def test_percentile_is_a_measured_value_and_windows_cover_the_phase(lifecycle: R
     assert window_bounds(result) == ("2026-01-01T12:59:59Z", "2026-01-01T13:00:01Z")
 
 
+@pytest.mark.containers
+def test_containers_option_runs_the_same_lifecycle_in_the_images(tmp_path: Path) -> None:
+    """`make local CONTAINERS=1`: training, serving and the monitor run in the buildah images."""
+    from tests.containers.helpers import tool_gate
+
+    verdict = tool_gate(os.environ, shutil.which, os.geteuid())
+    if verdict is not None:
+        action, message = verdict
+        if action == "skip":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    run = run_local(tmp_path, "--containers", "--epochs", str(EPOCHS), "--rows", str(ROWS), timeout=1800)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = run.summary
+    assert summary["mode"] == "containers"
+    assert set(summary["images"]["images"]) == {"base_image", "training", "serving", "monitoring"}
+    assert summary["monitor"]["normal"]["violated_features"] == []
+    assert summary["monitor"]["drifted"]["violated_features"] == sorted(replay.SHIFTED_FEATURES)
+    assert (
+        "buildah run localhost/mlplatform-monitoring:local" in (tmp_path / "logs" / "monitor-drifted.log").read_text()
+    )
+    assert port_is_closed(summary["serving"]["port"])
+
+
 # --- the report in a browser -------------------------------------------------------------------------------
 
 
