@@ -119,13 +119,23 @@ promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not No
 serves_sagemaker = settings.serving.target in ("sagemaker", "both")
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
+
+    def _kubeconfig_text(value: object, stack: str | None, output: str) -> str:
+        """The referenced stack's kubeconfig output as text (EKS stacks export it as a string or an object)."""
+        if not value:
+            raise ValueError(
+                f"stack {stack!r} has no output {output!r} (mlplatform:kubernetesKubeconfigStack, "
+                "mlplatform:kubernetesKubeconfigOutput): export the cluster's kubeconfig there or name its output"
+            )
+        return value if isinstance(value, str) else json.dumps(value)
+
     if k8s_settings.kubeconfig is not None:
         kubeconfig: pulumi.Input[str] = pulumi.Output.secret(k8s_settings.kubeconfig)
     else:
         # Settings require one of the two; an EKS stack usually exports its kubeconfig as a secret output.
         cluster = pulumi.StackReference(f"{name}-cluster", stack_name=k8s_settings.kubeconfig_stack, opts=opts)
-        kubeconfig = cluster.require_output(k8s_settings.kubeconfig_output).apply(
-            lambda value: value if isinstance(value, str) else json.dumps(value)
+        kubeconfig = cluster.get_output(k8s_settings.kubeconfig_output).apply(
+            lambda value: _kubeconfig_text(value, k8s_settings.kubeconfig_stack, k8s_settings.kubeconfig_output)
         )
     kubernetes_service = KubernetesModelService(
         f"{name}-k8s",

@@ -108,6 +108,17 @@ def test_the_kubeconfig_can_come_from_an_eks_stack_output() -> None:
     assert json.loads(kubeconfig["value"]) == cluster["kubeconfigJson"]
 
 
+def test_a_missing_kubeconfig_output_is_named() -> None:
+    config = {k: v for k, v in KUBERNETES.items() if k != "mlplatform:kubernetesKubeconfig"}
+    with pytest.raises(ValueError, match="While processing") as caught:
+        plan_with("dev", {**config, "mlplatform:kubernetesKubeconfigStack": "acme/eks/dev"})
+    # The SDK wraps the program's error once per resource input it flows through; the root says what to fix.
+    root: BaseException = caught.value
+    while root.__cause__ or root.__context__:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    assert str(root).startswith("stack 'acme/eks/dev' has no output 'kubeconfig'")
+
+
 def test_sagemaker_stacks_plan_nothing_on_kubernetes(dev_plan: Plan, prod_plan: Plan) -> None:
     for plan in (dev_plan, prod_plan):
         assert kubernetes_resources(plan) == []
