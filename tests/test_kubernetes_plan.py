@@ -375,3 +375,20 @@ def test_aborting_keeps_the_stable_model_pinned(replan: Any) -> None:
     aborted = replan("prod", {**KUBERNETES, **CANARY, "mlplatform:kubernetesCanaryPercent": "0"})
     [deployment] = aborted.of_type(DEPLOYMENT)
     assert server(deployment)["image"] == STABLE_IMAGE
+
+
+def test_the_aws_side_of_the_kubernetes_target_passes_the_api_models_and_the_iam_audit(canary_plan: Plan) -> None:
+    from tools.validate import validate_plan
+
+    report = validate_plan(canary_plan)
+    # parliament knows no EKS OIDC federation: it flags AWS's documented IRSA trust policy (the provider ARN and
+    # its `<issuer>:sub` / `:aud` condition keys). Those findings, and only those, are expected.
+    irsa = [v for v in report.violations if v.name == "mlplatform-prod-k8s-model-role"]
+    assert sorted(v.path for v in irsa) == [
+        "assumeRolePolicy IAM UNKNOWN_CONDITION_FOR_ACTION",
+        "assumeRolePolicy IAM UNKNOWN_CONDITION_FOR_ACTION",
+        "assumeRolePolicy IAM UNKNOWN_FEDERATION_SOURCE",
+    ]
+    assert {v.source for v in irsa} == {"parliament, trust policy"}
+    assert [v for v in report.violations if v not in irsa] == []
+    assert report.coverage["aws:iam/rolePolicy:RolePolicy"].resources >= 1
