@@ -1,14 +1,12 @@
 """mlplatform: reads the stack settings, wires the components together and exports the stack outputs."""
 
-import json
-
 import pulumi
 import pulumi_aws as aws
 
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.images import ContainerImage
-from components.kubernetes import KubernetesModelService
+from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
 from components.monitoring import DriftMonitor, DriftMonitorArgs, schedule_name_for
 from components.observability import EndpointObservability, EndpointObservabilityArgs
@@ -119,23 +117,13 @@ promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not No
 serves_sagemaker = settings.serving.target in ("sagemaker", "both")
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
-
-    def _kubeconfig_text(value: object, stack: str | None, output: str) -> str:
-        """The referenced stack's kubeconfig output as text (EKS stacks export it as a string or an object)."""
-        if not value:
-            raise ValueError(
-                f"stack {stack!r} has no output {output!r} (mlplatform:kubernetesKubeconfigStack, "
-                "mlplatform:kubernetesKubeconfigOutput): export the cluster's kubeconfig there or name its output"
-            )
-        return value if isinstance(value, str) else json.dumps(value)
-
     if k8s_settings.kubeconfig is not None:
         kubeconfig: pulumi.Input[str] = pulumi.Output.secret(k8s_settings.kubeconfig)
     else:
         # Settings require one of the two; an EKS stack usually exports its kubeconfig as a secret output.
         cluster = pulumi.StackReference(f"{name}-cluster", stack_name=k8s_settings.kubeconfig_stack, opts=opts)
         kubeconfig = cluster.get_output(k8s_settings.kubeconfig_output).apply(
-            lambda value: _kubeconfig_text(value, k8s_settings.kubeconfig_stack, k8s_settings.kubeconfig_output)
+            lambda value: kubeconfig_text(value, k8s_settings.kubeconfig_stack, k8s_settings.kubeconfig_output)
         )
     kubernetes_service = KubernetesModelService(
         f"{name}-k8s",

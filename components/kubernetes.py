@@ -111,6 +111,16 @@ def irsa_trust_policy(oidc_provider_arn: str, namespace: str, service_account: s
     )
 
 
+def kubeconfig_text(value: object, stack: str | None, output: str) -> str:
+    """Another stack's kubeconfig output as text (EKS stacks export it as a string or as an object)."""
+    if not value:
+        raise ValueError(
+            f"stack {stack!r} has no output {output!r} (mlplatform:kubernetesKubeconfigStack, "
+            "mlplatform:kubernetesKubeconfigOutput): export the cluster's kubeconfig there or name its output"
+        )
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def canary_bounds(settings: KubernetesSettings) -> tuple[int, int]:
     """The canary autoscaler's (min, max): the stable bounds scaled by the canary's share of pods."""
     low = settings.canary_replicas(settings.min_replicas)
