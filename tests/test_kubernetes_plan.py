@@ -381,14 +381,15 @@ def test_the_aws_side_of_the_kubernetes_target_passes_the_api_models_and_the_iam
     from tools.validate import validate_plan
 
     report = validate_plan(canary_plan)
-    # parliament knows no EKS OIDC federation: it flags AWS's documented IRSA trust policy (the provider ARN and
-    # its `<issuer>:sub` / `:aud` condition keys). Those findings, and only those, are expected.
-    irsa = [v for v in report.violations if v.name == "mlplatform-prod-k8s-model-role"]
-    assert sorted(v.path for v in irsa) == [
-        "assumeRolePolicy IAM UNKNOWN_CONDITION_FOR_ACTION",
+    # parliament 1.6.4 knows no EKS OIDC federation: it flags AWS's documented IRSA trust policy (the provider ARN
+    # and its `<issuer>:sub` / `:aud` condition keys) until tools/validate.py ignores those findings for trust
+    # policies. Those findings, and nothing else, may remain.
+    irsa_findings = {
         "assumeRolePolicy IAM UNKNOWN_CONDITION_FOR_ACTION",
         "assumeRolePolicy IAM UNKNOWN_FEDERATION_SOURCE",
+    }
+    others = [
+        v for v in report.violations if not (v.name == "mlplatform-prod-k8s-model-role" and v.path in irsa_findings)
     ]
-    assert {v.source for v in irsa} == {"parliament, trust policy"}
-    assert [v for v in report.violations if v not in irsa] == []
+    assert others == []
     assert report.coverage["aws:iam/rolePolicy:RolePolicy"].resources >= 1
