@@ -18,6 +18,7 @@ import pytest
 
 from monitoring import metrics_contract
 from tests.containers.helpers import (
+    BUILD_DIR,
     LOG_DIR,
     Captured,
     ProjectImages,
@@ -137,6 +138,7 @@ def serving(project_images: ProjectImages, training: Training) -> Serving:
     requests, _ = serving_requests(rows)
     when = dt.datetime.now(dt.UTC).replace(microsecond=0)
     report = image_checks.check_serving(tag, model, requests, log_path=LOG_DIR / "serving-run.log")
+    (BUILD_DIR / "serving-check.json").write_text(json.dumps(image_checks.as_json(report), indent=2) + "\n")
     captured = [
         Captured(r.content_type, r.body, report.answers[r.name].content_type, report.answers[r.name].body)
         for r in requests
@@ -153,14 +155,32 @@ def test_serving_container_keeps_the_hosting_contract(serving: Serving) -> None:
     assert report.sigterm_exit_s < image_checks.SIGTERM_GRACE_S
 
 
+def predictions(answer: image_checks.HttpAnswer) -> list[list[float]]:
+    """Class probabilities per row, from a JSON (`{"classes", "predictions": [{label, probabilities}]}`) or
+    CSV (one row of probabilities per line) answer."""
+    if "json" in answer.content_type:
+        body = json.loads(answer.body)
+        assert len(body["classes"]) == 2
+        for row in body["predictions"]:
+            assert row["label"] == body["classes"][max(range(2), key=lambda i: row["probabilities"][i])]
+        return [row["probabilities"] for row in body["predictions"]]
+    return [[float(v) for v in line.split(",")] for line in answer.body.decode().splitlines() if line.strip()]
+
+
 def test_serving_container_answers_csv_and_json_with_probabilities(serving: Serving) -> None:
     answers = serving.report.answers
     assert answers["csv"].status == 200
     assert answers["json"].status == 200
-    body = json.loads(answers["json"].body)
-    assert body, "empty JSON answer"
-    text = json.dumps(body)
-    assert "probabilit" in text or "predictions" in text, text[:500]
+    csv_rows = predictions(answers["csv"])
+    json_rows = predictions(answers["json"])
+    assert len(csv_rows) == serving.drifted_rows  # every validation row, in one request
+    assert len(json_rows) == 5
+    for row in csv_rows + json_rows:
+        assert len(row) == 2
+        assert abs(sum(row) - 1.0) < 1e-4
+    # The same rows through both codecs give the same probabilities.
+    for left, right in zip(csv_rows[:5], json_rows, strict=True):
+        assert left == pytest.approx(right, abs=1e-6)
 
 
 def test_serving_container_rejects_bad_requests_with_4xx(serving: Serving) -> None:
