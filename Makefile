@@ -37,7 +37,7 @@ plan: $(STAMP)
 # monitor, dev plan; report and summary under build/local/. CONTAINERS=1 runs them in the buildah images (root).
 .PHONY: local
 local: $(STAMP)
-	$(PY) -m tools.local $(if $(CONTAINERS),--containers)
+	$(PY) -m tools.local $(if $(filter 1,$(CONTAINERS)),--containers)
 
 # Offline plan diff of dev and prod between BASE (a git ref) and the working tree: build/plan/diff.md.
 BASE ?= origin/main
