@@ -73,6 +73,12 @@ IAM_IGNORED_FINDINGS: dict[tuple[str, str, str], str] = {
         "Resource '*' is decided by the wildcard audit here: IAM_ALLOWLIST for Allow statements; a Deny only narrows"
         " access; in key, trust and repository policies '*' is the key, role or repository the policy is attached to"
     ),
+    ("trust", "UNKNOWN_FEDERATION_SOURCE", ":oidc-provider/"): (
+        "IRSA: EKS clusters' OIDC providers are account-specific and not in parliament's list of federation sources"
+    ),
+    ("trust", "UNKNOWN_CONDITION_FOR_ACTION", "for action sts:AssumeRoleWithWebIdentity"): (
+        "IRSA: the `<issuer>:sub` and `<issuer>:aud` keys are the OIDC provider's own, unknown to parliament"
+    ),
 }
 # Kinds whose statements name no Resource because the document is attached to it. parliament stops at a statement
 # without one, so they are audited with Resource "*" put in, which keeps its action checks.
