@@ -128,10 +128,23 @@ def reference_markdown() -> str:
 
 
 def outputs_markdown() -> str:
-    from components.outputs import DESCRIPTIONS
+    from components.outputs import DESCRIPTIONS, KUBERNETES_OUTPUTS, SAGEMAKER_OUTPUTS, TRAINING_OUTPUTS
 
-    lines = ["| output | meaning | example |", "|---|---|---|"]
-    lines += [f"| `{name}` | {meaning} | `{example}` |" for name, (meaning, example) in DESCRIPTIONS.items()]
+    def exported_when(name: str) -> str:
+        if name in SAGEMAKER_OUTPUTS:
+            return "SageMaker target"
+        if name in KUBERNETES_OUTPUTS:
+            return "Kubernetes target"
+        if name in TRAINING_OUTPUTS:
+            return "model source `train`"
+        return "always"
+
+    everything = {**DESCRIPTIONS, **KUBERNETES_OUTPUTS, **TRAINING_OUTPUTS}
+    lines = ["| output | meaning | exported | example |", "|---|---|---|---|"]
+    lines += [
+        f"| `{name}` | {meaning} | {exported_when(name)} | `{example}` |"
+        for name, (meaning, example) in everything.items()
+    ]
     return "\n".join(lines)
 
 
