@@ -67,6 +67,7 @@ def container_image(role: str, prebuilt: str | None) -> ContainerImage:
             "keep_last": settings.images.keep_last,
             "protect": settings.project.protect,
             "prebuilt_ref": prebuilt,  # settings require one per image when imagesBuild is false
+            "source_url": settings.images.source_url,
         },
         opts=opts,
     )

@@ -32,6 +32,8 @@ REVISION_BUILD_ARG = "REVISION"
 """Build arg carrying the content hash; a Dockerfile may use it for its `org.opencontainers.image.revision` label."""
 
 REVISION_LABEL = "org.opencontainers.image.revision"
+SOURCE_BUILD_ARG = "SOURCE"
+SOURCE_LABEL = "org.opencontainers.image.source"
 
 CACHE_TAG = "buildcache"
 """The single, moving tag of the build cache in each image's cache repository."""
@@ -239,6 +241,8 @@ class ContainerImageArgs(TypedDict):
     """Context paths the build reads besides the Dockerfile's COPY/ADD sources, hashed into the tag."""
     prebuilt_ref: NotRequired[str | None]
     """Use this image by digest (`REPO@sha256:...`) instead of building: no repository and no build."""
+    source_url: NotRequired[str | None]
+    """URL of the source repository, for the `org.opencontainers.image.source` label (omitted when None)."""
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -296,6 +300,7 @@ class ContainerImage(pulumi.ComponentResource):
         protect = args.get("protect", False)
         context = Path(args.get("context", str(REPO_ROOT)))
         dockerfile = args["dockerfile"]
+        source_url = args.get("source_url")
         # Hashed here, at program time, from the files on disk: the tag is then a plain string a preview shows,
         # and the same tree always yields the same tag (never a build-time or apply-time value).
         self.content_hash = content_hash(context, dockerfile, args.get("extra_paths", ()))
@@ -361,8 +366,11 @@ class ContainerImage(pulumi.ComponentResource):
             push=True,
             tags=[pulumi.Output.concat(repo.repository_url, ":", self.tag)],
             # BASE_IMAGE is left unset on purpose: the Dockerfile's default is the public base image.
-            build_args={REVISION_BUILD_ARG: self.content_hash},
-            labels={REVISION_LABEL: self.content_hash},
+            build_args={
+                REVISION_BUILD_ARG: self.content_hash,
+                **({SOURCE_BUILD_ARG: source_url} if source_url else {}),
+            },
+            labels={REVISION_LABEL: self.content_hash, **({SOURCE_LABEL: source_url} if source_url else {})},
             registries=[{"address": registry, "username": token.user_name, "password": token.password}],
             cache_from=[{"registry": {"ref": cache_ref}}],
             # ECR accepts a registry cache only as an OCI image manifest (not a manifest list).

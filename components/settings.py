@@ -166,6 +166,8 @@ class ImageSettings(_Section):
     """Prebuilt monitoring image by digest; required when `imagesBuild` is false."""
     keep_last: Annotated[int, Field(ge=1, le=1000)] = 20
     """How many images each ECR repository keeps; older ones are expired by a lifecycle policy."""
+    source_url: Annotated[str, Field(pattern=r"^https://[^\s]+$")] | None = None
+    """URL of this repository, written into each image's `org.opencontainers.image.source` label."""
 
     @model_validator(mode="after")
     def _prebuilt_refs(self) -> ImageSettings:

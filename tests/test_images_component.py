@@ -330,3 +330,21 @@ def test_a_dockerfile_without_its_own_ignore_file_is_warned_about(
     with caplog.at_level(logging.WARNING):
         _build(context)
     assert not any("dockerignore" in r.getMessage() for r in caplog.records)
+
+
+def test_source_url_becomes_the_oci_source_label() -> None:
+    from components.images import ContainerImage
+
+    plan = run_components(
+        lambda: ContainerImage(
+            "img-src",
+            {
+                "dockerfile": "serving/Dockerfile",
+                "kms_key_arn": "arn:aws:kms:us-east-1:111122223333:key/k",
+                "source_url": "https://github.com/acme/mlplatform",
+            },
+        )
+    )
+    image = plan.one("docker-build:index:Image")["inputs"]
+    assert image["buildArgs"]["SOURCE"] == "https://github.com/acme/mlplatform"
+    assert image["labels"]["org.opencontainers.image.source"] == "https://github.com/acme/mlplatform"
