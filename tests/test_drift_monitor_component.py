@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
@@ -48,16 +47,6 @@ MONITORING_SCHEDULE = "aws:sagemaker/monitoringSchedule:MonitoringSchedule"
 
 # "*" resources only where AWS offers no resource-level permission (the component says so beside each).
 STAR_RESOURCE_SIDS = {"PublishDriftMetrics", "EcrLogin", "DescribeJobNetwork"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_root_stack() -> Iterator[None]:
-    """Each run gets its own root stack, so this file's exports never show up in another test's plan."""
-    from pulumi.runtime import settings as runtime_settings
-
-    runtime_settings.ROOT.set(None)
-    yield
-    runtime_settings.ROOT.set(None)
 
 
 def _args(backend: MonitorBackend, **overrides: Any) -> DriftMonitorArgs:

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
@@ -29,20 +29,6 @@ REPO = "aws:ecr/repository:Repository"
 POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 IMAGE = "docker-build:index:Image"
 PREBUILT = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-serving@sha256:" + "c" * 64
-
-
-@pytest.fixture(autouse=True)
-def _fresh_root_stack() -> Iterator[None]:
-    """Each run gets its own root stack, so exports of one test never show up in another's plan.
-
-    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
-    not reset it yet; until it does, reset it before and after each test here.
-    """
-    from pulumi.runtime import settings as runtime_settings
-
-    runtime_settings.ROOT.set(None)
-    yield
-    runtime_settings.ROOT.set(None)
 
 
 @pytest.fixture

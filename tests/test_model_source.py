@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -34,20 +33,6 @@ DEV_OUTPUTS = {
     "kmsKeyArn": "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
 }
 OUTPUT_NAMES = {MODEL_DATA_URI, BASELINE_STATISTICS_URI, BASELINE_CONSTRAINTS_URI, SERVING_IMAGE}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_root_stack() -> Iterator[None]:
-    """Each run gets its own root stack, so exports of one test never show up in another's plan.
-
-    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
-    not reset it yet; until it does, reset it before and after each test here.
-    """
-    from pulumi.runtime import settings as runtime_settings
-
-    runtime_settings.ROOT.set(None)
-    yield
-    runtime_settings.ROOT.set(None)
 
 
 def _run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -30,16 +29,6 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC_ARN = f"arn:aws:sns:us-east-1:{MOCK_ACCOUNT_ID}:{ENDPOINT}-alarms"
 EMAILS = ("oncall@example.com", "ml-team@example.com")
 ENDPOINT_DIMS = {"EndpointName": ENDPOINT, "VariantName": VARIANT}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_root_stack() -> Iterator[None]:
-    """Each run gets its own root stack, so this file's exports never show up in another test's plan."""
-    from pulumi.runtime import settings as runtime_settings
-
-    runtime_settings.ROOT.set(None)
-    yield
-    runtime_settings.ROOT.set(None)
 
 
 @functools.cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -39,20 +38,6 @@ STAR_RESOURCE_ACTIONS = {
     "ec2:DescribeSubnets",
     "ec2:DescribeSecurityGroups",
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_root_stack() -> Iterator[None]:
-    """Each run gets its own root stack, so exports of one test never show up in another's plan.
-
-    `pulumi.runtime.set_mocks` creates a root Stack only when none exists, and `tools.plan.run_program` does
-    not reset it yet; until it does, reset it before and after each test here.
-    """
-    from pulumi.runtime import settings as runtime_settings
-
-    runtime_settings.ROOT.set(None)
-    yield
-    runtime_settings.ROOT.set(None)
 
 
 def _args(**changes: Any) -> ModelTrainingArgs:

@@ -50,6 +50,37 @@ class ImageToolError(RuntimeError):
     """A buildah/debootstrap step failed; the message carries the command and the end of its output."""
 
 
+WHEELS_ENV = "MLPLATFORM_WHEELS"
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle this machine's pip trusts (a re-signing proxy's CA where there is one), for build secrets."""
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value and Path(value).is_file():
+            return Path(value)
+    default = Path("/etc/ssl/certs/ca-certificates.crt")
+    return default if default.is_file() else None
+
+
+def local_torch_wheels() -> Path | None:
+    """A folder with a CPU torch wheel (pip's find-links on our machines), so builds skip CUDA torch (GBs)."""
+    import shlex
+    import sys
+
+    candidates = [os.environ.get(WHEELS_ENV, ""), *os.environ.get("PIP_FIND_LINKS", "").split()]
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith("find-links"):
+            candidates += shlex.split(value.strip().strip("'\""))
+    for candidate in candidates:
+        folder = Path(candidate.removeprefix("file://")) if candidate else None
+        if folder and folder.is_dir() and any(folder.glob("torch-*.whl")):
+            return folder
+    return None
+
+
 def missing_tools() -> list[str]:
     """The command line tools this module needs that are not on PATH."""
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]

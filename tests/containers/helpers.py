@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ BUILD_DIR = REPO / "build" / "containers"
 LOG_DIR = BUILD_DIR / "logs"
 IMAGES_JSON = BUILD_DIR / "images.json"
 SKIP_ENV = "MLPLATFORM_SKIP_CONTAINERS"
-WHEELS_ENV = "MLPLATFORM_WHEELS"
+WHEELS_ENV = images.WHEELS_ENV
 IMAGE_NAMES = ("training", "serving", "monitoring")
 SERVING_SIZE_LIMIT_MB = 400  # contract of the serving image (MB as Docker shows them: 10**6 bytes)
 CANARY_FILE = "secret-canary"
@@ -57,13 +56,7 @@ def tool_gate(env: Mapping[str, str], which: Callable[[str], str | None], euid: 
 
 def host_ca_bundle() -> Path:
     """The CA bundle the host's own pip trusts (it includes a re-signing proxy's CA where there is one)."""
-    import os
-
-    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        value = os.environ.get(name)
-        if value and Path(value).is_file():
-            return Path(value)
-    return DEFAULT_CA_BUNDLE
+    return images.host_ca_bundle() or DEFAULT_CA_BUNDLE
 
 
 def canary() -> str:
@@ -96,22 +89,7 @@ def secret_needles(pip_cert: Path, base_bundle: bytes) -> dict[str, bytes]:
 
 def local_wheels() -> Path | None:
     """A local folder with a CPU torch wheel (pip's find-links on our machines), so builds skip CUDA torch."""
-    import os
-
-    candidates: list[str] = []
-    if os.environ.get(WHEELS_ENV):
-        candidates.append(os.environ[WHEELS_ENV])
-    candidates += os.environ.get("PIP_FIND_LINKS", "").split()
-    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key.endswith("find-links"):
-            candidates += shlex.split(value.strip().strip("'\""))
-    for candidate in candidates:
-        folder = Path(candidate.removeprefix("file://"))
-        if folder.is_dir() and any(folder.glob("torch-*.whl")):
-            return folder
-    return None
+    return images.local_torch_wheels()
 
 
 # --- builds -----------------------------------------------------------------------------------------------

@@ -185,31 +185,6 @@ def _map_path(value: str, mounts: Mapping[str, Path]) -> str:
 # --- containers ------------------------------------------------------------------------------------------
 
 
-def host_ca_bundle() -> Path | None:
-    """The CA bundle this machine's pip trusts (a re-signing proxy's CA where there is one), for the builds."""
-    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        value = os.environ.get(name)
-        if value and Path(value).is_file():
-            return Path(value)
-    default = Path("/etc/ssl/certs/ca-certificates.crt")
-    return default if default.is_file() else None
-
-
-def local_torch_wheels() -> Path | None:
-    """A folder with a CPU torch wheel (pip's find-links here), so the training build skips CUDA torch (GBs)."""
-    candidates = [os.environ.get("MLPLATFORM_WHEELS", ""), *os.environ.get("PIP_FIND_LINKS", "").split()]
-    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False)
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key.endswith("find-links"):
-            candidates += shlex.split(value.strip().strip("'\""))
-    for candidate in candidates:
-        folder = Path(candidate.removeprefix("file://")) if candidate else None
-        if folder and folder.is_dir() and any(folder.glob("torch-*.whl")):
-            return folder
-    return None
-
-
 @dataclass
 class ContainerRunner:
     """The three images, built from their Dockerfiles with buildah and run with SageMaker's mounts."""
@@ -234,7 +209,7 @@ class ContainerRunner:
         from components.images import content_hash
 
         source = images.git_source()
-        cert = host_ca_bundle()
+        cert = images.host_ca_bundle()
         built: dict[str, Any] = {"base_image": base}
         for name in IMAGE_NAMES:
             dockerfile = REPO / name / "Dockerfile"
@@ -244,7 +219,7 @@ class ContainerRunner:
             args = images.provenance_args(dockerfile, values)
             volumes: list[str] = []
             if name == "training":
-                wheels = local_torch_wheels()
+                wheels = images.local_torch_wheels()
                 if wheels is not None and "PIP_FIND_LINKS" in images.declared_args(dockerfile):
                     volumes.append(f"{wheels}:/wheels:ro")
                     args["PIP_FIND_LINKS"] = "/wheels"
