@@ -15,6 +15,7 @@ from typing import Any, Final, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import sagemaker_vpc_statements, service_trust_policy
 from components.settings import (
     AlarmSettings,
     AutoscalingSettings,
@@ -422,20 +423,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             f"{name}-role",
             description=f"SageMaker execution role of the endpoint {args['endpoint_name']}",
             assume_role_policy=identity.account_id.apply(
-                lambda account: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                                # Confused-deputy guard: only SageMaker acting for this account may assume it.
-                                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                            }
-                        ],
-                    }
-                )
+                lambda account: service_trust_policy("sagemaker.amazonaws.com", account)
             ),
             opts=child,
         )
@@ -726,34 +714,5 @@ def execution_policy(
         },
     ]
     if subnet_ids:
-        statements += [
-            {
-                # EC2 Describe* calls have no resource-level permissions: AWS requires "*".
-                "Sid": "VpcDescribe",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeDhcpOptions",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "VpcNetworkInterfaces",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                "Resource": [
-                    f"arn:{partition}:ec2:{region}:{account}:network-interface/*",
-                    *(f"arn:{partition}:ec2:{region}:{account}:subnet/{s}" for s in subnet_ids),
-                    *(f"arn:{partition}:ec2:{region}:{account}:security-group/{g}" for g in security_group_ids),
-                ],
-            },
-        ]
+        statements += sagemaker_vpc_statements(partition, region, account, subnet_ids, security_group_ids)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})

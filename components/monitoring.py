@@ -23,6 +23,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import sagemaker_vpc_statements, service_trust_policy
 from components.settings import MonitoringSettings, has_local_nvme
 from monitoring import metrics_contract as contract
 
@@ -314,23 +315,6 @@ def start_pipeline_request(pipeline_name: str) -> dict[str, Any]:
 # --- IAM ---------------------------------------------------------------------------------------------------
 
 
-def _assume_role_policy(service: str, account_id: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": service},
-                    "Action": "sts:AssumeRole",
-                    # Confused-deputy guard: only this account's resources may use the role.
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-                }
-            ],
-        }
-    )
-
-
 def monitoring_job_policy(
     *,
     partition: str,
@@ -433,51 +417,8 @@ def monitoring_job_policy(
             },
         ]
     if subnet_ids:
-        statements += _vpc_statements(partition, region, account_id, subnet_ids, security_group_ids)
+        statements += sagemaker_vpc_statements(partition, region, account_id, subnet_ids, security_group_ids)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def _vpc_statements(
-    partition: str, region: str, account_id: str, subnet_ids: Sequence[str], security_group_ids: Sequence[str]
-) -> list[dict[str, Any]]:
-    """What SageMaker needs to attach the job to the VPC: interfaces in our subnets and security groups only."""
-    ec2 = f"arn:{partition}:ec2:{region}:{account_id}"
-    interfaces = f"{ec2}:network-interface/*"
-    return [
-        {
-            "Sid": "JobNetworkInterfaces",
-            "Effect": "Allow",
-            "Action": "ec2:CreateNetworkInterface",
-            "Resource": [
-                interfaces,
-                *(f"{ec2}:subnet/{s}" for s in subnet_ids),
-                *(f"{ec2}:security-group/{g}" for g in security_group_ids),
-            ],
-        },
-        {
-            "Sid": "ManageJobNetworkInterfaces",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            "Resource": interfaces,
-        },
-        {
-            # EC2's Describe calls have no resource-level permissions: AWS requires Resource "*".
-            "Sid": "DescribeJobNetwork",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-            ],
-            "Resource": "*",
-        },
-    ]
 
 
 def pipeline_orchestration_policy(
@@ -610,7 +551,7 @@ class DriftMonitor(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-job-role",
             description=f"{name}: one drift-monitoring run of endpoint {args['endpoint_name']}",
-            assume_role_policy=self._account_id.apply(lambda a: _assume_role_policy("sagemaker.amazonaws.com", a)),
+            assume_role_policy=self._account_id.apply(lambda a: service_trust_policy("sagemaker.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
         policy = pulumi.Output.all(
@@ -732,7 +673,7 @@ class DriftMonitor(pulumi.ComponentResource):
         pipeline_role = aws.iam.Role(
             f"{name}-pipeline-role",
             description=f"{name}: SageMaker Pipelines starting the drift-monitoring step",
-            assume_role_policy=self._account_id.apply(lambda a: _assume_role_policy("sagemaker.amazonaws.com", a)),
+            assume_role_policy=self._account_id.apply(lambda a: service_trust_policy("sagemaker.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
         pipeline_policy = aws.iam.RolePolicy(
@@ -786,7 +727,7 @@ class DriftMonitor(pulumi.ComponentResource):
         scheduler_role = aws.iam.Role(
             f"{name}-scheduler-role",
             description=f"{name}: EventBridge Scheduler starting the drift pipeline hourly",
-            assume_role_policy=self._account_id.apply(lambda a: _assume_role_policy("scheduler.amazonaws.com", a)),
+            assume_role_policy=self._account_id.apply(lambda a: service_trust_policy("scheduler.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
         start_policy = aws.iam.RolePolicy(

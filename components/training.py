@@ -16,6 +16,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import sagemaker_vpc_statements, service_trust_policy
 from components.settings import has_local_nvme
 
 # The training container's own metric regexes (torch-free module): one source for the log format and the job.
@@ -211,7 +212,7 @@ class ModelTraining(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             description=f"{name}: runs the SageMaker training job",
-            assume_role_policy=identity.account_id.apply(_trust_policy),
+            assume_role_policy=identity.account_id.apply(lambda a: service_trust_policy("sagemaker.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -375,23 +376,6 @@ def _channel(channel: str, bucket: pulumi.Input[str], prefix: str) -> aws.sagema
     }
 
 
-def _trust_policy(account_id: str) -> str:
-    # aws:SourceAccount keeps SageMaker from assuming this role on behalf of another account (confused deputy).
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sagemaker.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-                }
-            ],
-        }
-    )
-
-
 def training_policy(
     *,
     job_name: str,
@@ -493,40 +477,5 @@ def training_policy(
             }
         )
     if subnet_ids:
-        ec2 = f"arn:{partition}:ec2:{region}:{account}"
-        statements += [
-            {
-                # EC2 Describe* calls have no resource-level permissions: AWS requires Resource "*".
-                "Sid": "DescribeVpc",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "AttachToJobSubnets",
-                "Effect": "Allow",
-                "Action": ["ec2:CreateNetworkInterface"],
-                "Resource": [
-                    *(f"{ec2}:subnet/{s}" for s in subnet_ids),
-                    *(f"{ec2}:security-group/{g}" for g in security_group_ids),
-                    f"{ec2}:network-interface/*",
-                ],
-            },
-            {
-                "Sid": "ManageJobNetworkInterfaces",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                "Resource": f"{ec2}:network-interface/*",
-            },
-        ]
+        statements += sagemaker_vpc_statements(partition, region, account, subnet_ids, security_group_ids)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})

@@ -36,6 +36,12 @@ STAR_RESOURCE_ACTIONS = frozenset(
         "cloudwatch:DescribeAlarms",  # blue/green auto-rollback reads alarms by name across the account
         "cloudwatch:GetMetricData",
         "sagemaker:ListPipelineExecutions",
+        # SageMaker in a VPC: EC2's Describe calls have no resource-level permissions.
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
     }
 )
 REQUIRED_TAGS = ("project", "stack", "environment", "owner")

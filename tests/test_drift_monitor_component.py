@@ -46,7 +46,7 @@ JOB_DEFINITION = "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinitio
 MONITORING_SCHEDULE = "aws:sagemaker/monitoringSchedule:MonitoringSchedule"
 
 # "*" resources only where AWS offers no resource-level permission (the component says so beside each).
-STAR_RESOURCE_SIDS = {"PublishDriftMetrics", "EcrLogin", "DescribeJobNetwork"}
+STAR_RESOURCE_SIDS = {"PublishDriftMetrics", "EcrLogin", "VpcDescribe"}
 
 
 def _args(backend: MonitorBackend, **overrides: Any) -> DriftMonitorArgs:
@@ -200,12 +200,12 @@ def test_model_monitor_runs_in_the_given_vpc() -> None:
     vpc = plan.one(JOB_DEFINITION)["inputs"]["networkConfig"]["vpcConfig"]
     assert vpc == {"subnets": ["subnet-0123456789abcdef0"], "securityGroupIds": ["sg-0123456789abcdef0"]}
     (policy,) = _policies(plan).values()
-    assert _statement(policy, "JobNetworkInterfaces")["Resource"] == [
+    assert _statement(policy, "VpcNetworkInterfaces")["Resource"] == [
         f"arn:aws:ec2:us-east-1:{MOCK_ACCOUNT_ID}:network-interface/*",
         f"arn:aws:ec2:us-east-1:{MOCK_ACCOUNT_ID}:subnet/subnet-0123456789abcdef0",
         f"arn:aws:ec2:us-east-1:{MOCK_ACCOUNT_ID}:security-group/sg-0123456789abcdef0",
     ]
-    assert _statement(policy, "DescribeJobNetwork")["Resource"] == "*"
+    assert _statement(policy, "VpcDescribe")["Resource"] == "*"
 
 
 # --- pipeline: definition --------------------------------------------------------------------------------

@@ -332,3 +332,11 @@ def test_exception_shows_in_the_plan(replan: Any) -> None:
     plan = replan("prod", {"mlplatform:policyExceptions": '{"alarm-has-actions": "alarms go to PagerDuty via rule"}'})
     context = plan.one("mlplatform:policy:PolicyContext")
     assert context["inputs"]["exceptions"] == {"alarm-has-actions": "alarms go to PagerDuty via rule"}
+
+
+def test_sagemaker_vpc_statements_pass_the_iam_rules() -> None:
+    from components.iam import sagemaker_vpc_statements
+
+    document = {"Statement": sagemaker_vpc_statements("aws", "us-east-1", "111122223333", ["subnet-1"], ["sg-1"])}
+    resources = [res("aws:iam/rolePolicy:RolePolicy", "vpc", policy=json.dumps(document))]
+    assert violated(resources) == set()
