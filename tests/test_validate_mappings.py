@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.plan_paths import DELETE, set_path
 from tools.aws_models import (
     MAPPINGS,
     compile_pattern,
@@ -83,23 +84,10 @@ Example = tuple[dict[str, Any], Callable[[dict[str, Any]], None], str, str]
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """A mutation setting `a.b[0].c` to `value` (or deleting it when value is `_DELETE`)."""
-
-    def apply(inputs: dict[str, Any]) -> None:
-        node: Any = inputs
-        parts = path.replace("[", ".[").split(".")
-        for part in parts[:-1]:
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-        last = parts[-1]
-        key: Any = int(last[1:-1]) if last.startswith("[") else last
-        if value is _DELETE:
-            del node[key]
-        else:
-            node[key] = value
-
-    return apply
+    return lambda inputs: set_path(inputs, path, value)
 
 
-_DELETE = object()
+_DELETE = DELETE
 
 EXAMPLES: dict[str, Example] = {
     "aws:s3/bucket:Bucket": (

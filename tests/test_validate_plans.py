@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.plan_paths import DELETE, set_path
 from tools.mocks import MOCK_ACCOUNT_ID
 from tools.plan import Plan
 from tools.validate import Leaf, Report, Violation, validate_plan
 
-_DELETE = object()
+_DELETE = DELETE
 
 
 def _report(plan: Plan) -> Report:
@@ -29,16 +29,7 @@ def _mutate(plan: Plan, leaf: Leaf, value: Any) -> dict[str, Any]:
     """The plan as JSON with the input at `leaf.path` of `leaf`'s resource set to `value` (or deleted)."""
     data = copy.deepcopy(plan.as_json())
     resource = next(r for r in data["resources"] if r["type"] == leaf.type and r["name"] == leaf.name)
-    node: Any = resource["inputs"]
-    parts = [p for p in re.split(r"\.|(\[\d+\])", leaf.path) if p]
-    for part in parts[:-1]:
-        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-    last = parts[-1]
-    key: Any = int(last[1:-1]) if last.startswith("[") else last
-    if value is _DELETE:
-        del node[key]
-    else:
-        node[key] = value
+    set_path(resource["inputs"], leaf.path, value)
     return data
 
 
