@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 PROJECT = "mlplatform"
 
@@ -118,6 +118,22 @@ def s3_uri(value: str) -> str:
     return value
 
 
+def _hyperparameter_strings(value: Any) -> Any:
+    """SageMaker passes every hyperparameter as a string; a YAML map may say `epochs: 20`, which means "20"."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, bool | int | float) else v
+        for k, v in value.items()
+    }
+
+
+# Field types that validate themselves, so an error carries the field's location and so the full config key.
+InstanceType = Annotated[str, AfterValidator(instance_type)]
+ImageByDigest = Annotated[str, AfterValidator(image_by_digest)]
+S3Uri = Annotated[str, AfterValidator(s3_uri)]
+
+
 class _Section(BaseModel):
     """Base of every settings section: frozen, camelCase keys, unknown keys rejected."""
 
@@ -158,11 +174,11 @@ class ImageSettings(_Section):
 
     build: bool = True
     """Build the training, serving and monitoring images from this repo and push them to ECR."""
-    training: str | None = None
+    training: ImageByDigest | None = None
     """Prebuilt training image by digest; required when `imagesBuild` is false."""
-    serving: str | None = None
+    serving: ImageByDigest | None = None
     """Prebuilt serving image by digest; required when `imagesBuild` is false."""
-    monitoring: str | None = None
+    monitoring: ImageByDigest | None = None
     """Prebuilt monitoring image by digest; required when `imagesBuild` is false."""
     keep_last: Annotated[int, Field(ge=1, le=1000)] = 20
     """How many images each ECR repository keeps; older ones are expired by a lifecycle policy."""
@@ -172,10 +188,7 @@ class ImageSettings(_Section):
     @model_validator(mode="after")
     def _prebuilt_refs(self) -> ImageSettings:
         for field in ("training", "serving", "monitoring"):
-            value = getattr(self, field)
-            if value is not None:
-                image_by_digest(value)
-            elif not self.build:
+            if getattr(self, field) is None and not self.build:
                 raise ValueError(
                     f"mlplatform:images{field.title()} is required when mlplatform:imagesBuild is false "
                     "(give an image reference by digest, REPOSITORY@sha256:...)"
@@ -186,7 +199,7 @@ class ImageSettings(_Section):
 class TrainingSettings(_Section):
     prefix: ClassVar[str] = "training"
 
-    instance_type: str = "ml.g5.xlarge"
+    instance_type: InstanceType = "ml.g5.xlarge"
     """Training instance type (a GPU type in dev)."""
     instance_count: Annotated[int, Field(ge=1, le=16)] = 1
     """Training instances; more than one runs data-parallel training."""
@@ -198,12 +211,14 @@ class TrainingSettings(_Section):
     """Use managed spot training (checkpoints are always configured)."""
     max_wait_seconds: Annotated[int, Field(ge=60, le=2419200)] = 7200
     """Longest time to wait for spot capacity plus training; must exceed the max runtime."""
-    hyperparameters: dict[str, str] = Field(default_factory=dict)
-    """Hyperparameters passed to the training container, as a JSON map of strings."""
+    hyperparameters: Annotated[dict[str, str], BeforeValidator(_hyperparameter_strings)] = Field(default_factory=dict)
+    """Hyperparameters passed to the training container (a map; numbers and booleans become strings)."""
     train_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "datasets/demo/train/"
     """Key prefix of the training channel in the data bucket."""
     validation_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "datasets/demo/validation/"
     """Key prefix of the validation channel in the data bucket."""
+    run_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{0,32}$")] = ""
+    """Folded into the job name: change it to train again with unchanged inputs (after a failed or stopped run)."""
     subnet_ids: list[str] = Field(default_factory=list)
     """VPC subnets for the training job (optional; security groups required with them)."""
     security_group_ids: list[str] = Field(default_factory=list)
@@ -211,7 +226,6 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> TrainingSettings:
-        instance_type(self.instance_type)
         if self.spot and self.max_wait_seconds <= self.max_runtime_seconds:
             raise ValueError(
                 f"spot training needs mlplatform:trainingMaxWaitSeconds ({self.max_wait_seconds}) greater than "
@@ -232,13 +246,13 @@ class ModelSourceSettings(_Section):
     """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below."""
     stack: str | None = None
     """Fully qualified stack to promote from (`org/mlplatform/dev`) when the source is `stack`."""
-    data_uri: str | None = None
+    data_uri: S3Uri | None = None
     """Pinned S3 prefix of the model files (source `pinned`)."""
-    baseline_statistics_uri: str | None = None
+    baseline_statistics_uri: S3Uri | None = None
     """Pinned baseline statistics.json URI (source `pinned`)."""
-    baseline_constraints_uri: str | None = None
+    baseline_constraints_uri: S3Uri | None = None
     """Pinned baseline constraints.json URI (source `pinned`)."""
-    serving_image: str | None = None
+    serving_image: ImageByDigest | None = None
     """Pinned serving image by digest (source `pinned`)."""
 
     @model_validator(mode="after")
@@ -254,23 +268,18 @@ class ModelSourceSettings(_Section):
             ]
             if missing:
                 raise ValueError(f"model source 'pinned' needs {', '.join(missing)}")
-        for uri in (self.data_uri, self.baseline_statistics_uri, self.baseline_constraints_uri):
-            if uri is not None:
-                s3_uri(uri)
         if self.data_uri is not None and not self.data_uri.endswith("/"):
             raise ValueError(
                 f"mlplatform:modelDataUri must be the S3 prefix of the model files ending with '/' "
                 f"(SageMaker's S3Prefix rule), got {self.data_uri!r}"
             )
-        if self.serving_image is not None:
-            image_by_digest(self.serving_image)
         return self
 
 
 class EndpointSettings(_Section):
     prefix: ClassVar[str] = "endpoint"
 
-    instance_type: str = "ml.c6i.large"
+    instance_type: InstanceType = "ml.c6i.large"
     """Serving instance type."""
     instance_count: Annotated[int, Field(ge=1, le=100)] = 1
     """Serving instances of the production variant."""
@@ -280,11 +289,6 @@ class EndpointSettings(_Section):
     """How long SageMaker waits for /ping to answer 200 on a new instance."""
     model_download_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
     """How long SageMaker may take to download the model files to an instance."""
-
-    @model_validator(mode="after")
-    def _rules(self) -> EndpointSettings:
-        instance_type(self.instance_type)
-        return self
 
 
 class RolloutSettings(_Section):
@@ -397,15 +401,10 @@ class MonitoringSettings(_Section):
 
     backend: Literal["model-monitor", "pipeline", "none"] = "pipeline"
     """`model-monitor` (SageMaker Model Monitor schedule), `pipeline` (our monitor image, hourly), or `none`."""
-    instance_type: str = "ml.m5.large"
+    instance_type: InstanceType = "ml.m5.large"
     """Instance type of each monitoring run."""
     max_runtime_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     """Stop a monitoring run after this long."""
-
-    @model_validator(mode="after")
-    def _rules(self) -> MonitoringSettings:
-        instance_type(self.instance_type)
-        return self
 
 
 class PolicySettings(_Section):
@@ -413,7 +412,7 @@ class PolicySettings(_Section):
 
     prefix: ClassVar[str] = "policy"
 
-    allowed_gpu_instance_types: list[str] = Field(
+    allowed_gpu_instance_types: list[InstanceType] = Field(
         default_factory=lambda: ["ml.g5.xlarge", "ml.g5.2xlarge", "ml.g6.xlarge", "ml.g4dn.xlarge"]
     )
     """GPU instance types this stack may use for training or serving (policy `gpu-instance-allowlist`)."""
@@ -422,8 +421,6 @@ class PolicySettings(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> PolicySettings:
-        for allowed in self.allowed_gpu_instance_types:
-            instance_type(allowed)
         blank = [rule for rule, reason in self.exceptions.items() if len(reason.strip()) < 10]
         if blank:
             raise ValueError(
@@ -457,6 +454,20 @@ def memory_bytes(quantity: str) -> int:
         raise ValueError(f"must be a memory quantity like '512Mi' or '2Gi', got {quantity!r}")
     digits = quantity.rstrip("KMGTi")
     return int(digits) * _MEMORY_UNITS[quantity[len(digits) :]]
+
+
+def _cpu_quantity(value: str) -> str:
+    cpu_millis(value)
+    return value
+
+
+def _memory_quantity(value: str) -> str:
+    memory_bytes(value)
+    return value
+
+
+CpuQuantity = Annotated[str, AfterValidator(_cpu_quantity)]
+MemoryQuantity = Annotated[str, AfterValidator(_memory_quantity)]
 
 
 class ServingSettings(_Section):
@@ -493,15 +504,15 @@ class KubernetesSettings(_Section):
     """AWS CLI image by digest for the init container (e.g. `amazon/aws-cli@sha256:...`); required for `s3` delivery."""
     image_model_dir: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$")] = "/opt/ml/model"
     """Model directory inside the image (`image` delivery)."""
-    cpu_request: str = "1"
+    cpu_request: CpuQuantity = "1"
     """CPU each serving pod requests (the HPA's CPU target is a share of it)."""
-    cpu_limit: str = "1"
+    cpu_limit: CpuQuantity = "1"
     """CPU limit of each serving pod; the server starts one worker per whole core of it."""
-    memory_request: str = "1Gi"
+    memory_request: MemoryQuantity = "1Gi"
     """Memory each serving pod requests."""
-    memory_limit: str = "1Gi"
+    memory_limit: MemoryQuantity = "1Gi"
     """Memory limit of each serving pod."""
-    model_volume_size: str = "2Gi"
+    model_volume_size: MemoryQuantity = "2Gi"
     """Size limit of the emptyDir holding the model files (`s3` delivery)."""
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 2
     """Fewest pods of the stable model (HorizontalPodAutoscaler)."""
@@ -529,7 +540,7 @@ class KubernetesSettings(_Section):
     """Share of pods running this stack's model as a canary beside the pinned stable model (0: no canary)."""
     stable_image: str | None = None
     """Serving image by digest the stable pods keep while a canary runs (the model before this change)."""
-    stable_model_data_uri: str | None = None
+    stable_model_data_uri: S3Uri | None = None
     """S3 prefix of the stable model's files while a canary runs (`s3` delivery)."""
 
     @model_validator(mode="after")
@@ -558,14 +569,8 @@ class KubernetesSettings(_Section):
                 except ValueError as exc:
                     key = f"mlplatform:kubernetes{to_camel(field)[0].upper()}{to_camel(field)[1:]}"
                     raise ValueError(f"{key} {exc}") from None
-        if self.stable_model_data_uri is not None:
-            s3_uri(self.stable_model_data_uri)
-            if not self.stable_model_data_uri.endswith("/"):
-                raise ValueError("mlplatform:kubernetesStableModelDataUri must be an S3 prefix ending with '/'")
-        for field in ("cpu_request", "cpu_limit"):
-            cpu_millis(getattr(self, field))
-        for field in ("memory_request", "memory_limit", "model_volume_size"):
-            memory_bytes(getattr(self, field))
+        if self.stable_model_data_uri is not None and not self.stable_model_data_uri.endswith("/"):
+            raise ValueError("mlplatform:kubernetesStableModelDataUri must be an S3 prefix ending with '/'")
         return self
 
     @property
@@ -804,6 +809,16 @@ def is_secret(section: type[_Section], field: str) -> bool:
     return isinstance(extra, dict) and extra.get("secret") is True
 
 
+def secret_config_keys() -> set[str]:
+    """The full keys of settings that hold credentials (set with `pulumi config set --secret`)."""
+    return {
+        f"{PROJECT}:{config_key(cls, field)}"
+        for cls in SECTIONS.values()
+        for field in cls.model_fields
+        if is_secret(cls, field)
+    }
+
+
 def _is_structured(section: type[_Section], field: str) -> bool:
     annotation = str(section.model_fields[field].annotation)
     return annotation.startswith(("list", "dict", "typing.List", "typing.Dict"))
@@ -835,14 +850,26 @@ def _describe_error(err: Mapping[str, Any], section: str) -> str:
     if kind == "literal_error" and "expected" in ctx:
         allowed = f"allowed values are {ctx['expected']}"
     elif kind == "value_error":
-        # Our own validators already write whole sentences naming the keys.
-        return str(ctx.get("error", allowed))
+        # Section validators write whole sentences naming their keys; a field validator's message gets the key.
+        message = str(ctx.get("error", allowed))
+        return message if field is None or key.split("[")[0] in message else f"{key}: {message}"
     return f"{key}: got {got!r}; {allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
 
 
-def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
+UNSET = ""
+"""How Pulumi.yaml spells "not set" for a key whose setting defaults to nothing (docs/configuration.md).
+
+The CLI refuses a stack that lacks a declared project key without a default, so every optional key declares
+one; `""` is the one default a string key can carry that no real value uses. The loader reads it as unset."""
+
+
+def load_settings(
+    raw: Mapping[str, Any], stack: str, secret_keys: frozenset[str] | set[str] | None = None
+) -> StackSettings:
     """Parse a stack's raw config (keys with namespaces, values as Pulumi gives them) into `StackSettings`.
 
+    `secret_keys` are the keys the engine passed as secrets (`pulumi config set --secret`); a field marked secret
+    must be one of them when set. None skips that check (callers that build a config by hand).
     Raises `SettingsError` listing every problem found, each naming the key, the bad value and what is allowed.
     """
     accepted = all_keys()
@@ -862,7 +889,16 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
             problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in README.md")
             continue
         section, field = accepted[key]
-        if isinstance(value, str) and _is_structured(SECTIONS[section], field):
+        cls = SECTIONS[section]
+        if value == UNSET and cls.model_fields[field].default is None:
+            continue  # Pulumi.yaml's default for "not set"
+        if secret_keys is not None and is_secret(cls, field) and full_key not in secret_keys:
+            problems.append(
+                f"{full_key}: set as plain text; it holds credentials, so set it with "
+                f"`pulumi config set --secret {full_key} ...` (the value is not shown here)"
+            )
+            continue
+        if isinstance(value, str) and _is_structured(cls, field):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
@@ -911,4 +947,5 @@ def load_from_pulumi() -> StackSettings:
     raw: dict[str, Any] = {}
     raw.update(runtime_config.get_config_env())
     raw.update(runtime_config.CONFIG.get())
-    return load_settings(raw, pulumi.get_stack())
+    secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
+    return load_settings(raw, pulumi.get_stack(), secret_keys=secret_keys)

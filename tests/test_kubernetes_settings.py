@@ -10,6 +10,8 @@ from components.settings import KubernetesSettings, SettingsError, cpu_millis, l
 from tests.test_kubernetes_plan import CANARY, KUBERNETES
 from tools.plan import stack_config
 
+BASE = {"aws:region": "us-east-1", "mlplatform:owner": "ml-team", "mlplatform:environment": "dev"}
+
 
 def load(changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Any:
     config = {k: v for k, v in {**stack_config("dev"), **KUBERNETES, **changes}.items() if k not in remove}
@@ -37,12 +39,14 @@ def test_a_bad_kubeconfig_value_is_never_echoed() -> None:
     assert "mlplatform:kubernetesKubeconfig" in str(caught.value)
 
 
-def test_the_kubeconfig_is_declared_secret_in_pulumi_yaml() -> None:
+def test_the_kubeconfig_must_be_a_secret_though_pulumi_yaml_cannot_say_so() -> None:
+    """A key declared `secret: true` with a default fails every stack that leaves it unset (the CLI checks the
+    merged default; tests/test_cli_preflight.py), so the settings refuse a plain-text kubeconfig instead."""
     from tools.config_reference import config_declarations
 
-    declarations = config_declarations()
-    assert declarations["mlplatform:kubernetesKubeconfig"]["secret"] is True
-    assert "secret" not in declarations["mlplatform:kubernetesNamespace"]
+    assert config_declarations()["mlplatform:kubernetesKubeconfig"]["default"] == ""
+    with pytest.raises(SettingsError, match="mlplatform:kubernetesKubeconfig: set as plain text"):
+        load_settings({**BASE, "mlplatform:kubernetesKubeconfig": "apiVersion: v1"}, "k8s", secret_keys=set())
 
 
 @pytest.mark.parametrize(

@@ -174,3 +174,55 @@ def test_gpu_families() -> None:
     assert is_gpu_instance("ml.g5.2xlarge")
     assert is_gpu_instance("ml.p4d.24xlarge")
     assert not is_gpu_instance("ml.c6i.large")
+
+
+# Values each key is tried with: at least one of them is invalid for every key that can be invalid.
+_BAD_VALUES = ("ml.zz9.bogus", "-5", "99999999", "maybe", "not a valid value!", '{"a": 1}', "[1, 2]", "x" * 300)
+
+
+def test_every_settings_error_names_the_full_key() -> None:
+    """Each key, given values it must refuse, yields a message naming `mlplatform:<key>` (or `aws:region`)."""
+    from components.settings import all_keys
+
+    messages: dict[str, str] = {}
+    for key in all_keys():
+        for bad in _BAD_VALUES:
+            try:
+                load_settings({**BASE, f"mlplatform:{key}": bad}, "test")
+            except SettingsError as exc:
+                messages[key] = str(exc)
+                break
+    assert [k for k, message in messages.items() if f"mlplatform:{k}" not in message] == []
+    refused_keys = len(messages)
+    assert refused_keys >= len(all_keys()) - 3  # owner-like free-text keys accept most strings
+    assert "aws:region" in error_of({**BASE, "aws:region": "mars-1"})
+
+
+def test_a_bad_instance_type_names_its_key() -> None:
+    message = error_of({**BASE, "mlplatform:trainingInstanceType": "ml.zz9.bogus"})
+    assert "mlplatform:trainingInstanceType: must be a SageMaker instance type" in message
+    message = error_of({**BASE, "mlplatform:policyAllowedGpuInstanceTypes": '["ml.g5.xlarge", "gpu"]'})
+    assert "mlplatform:policyAllowedGpuInstanceTypes[1]" in message
+
+
+def test_an_empty_string_is_the_pulumi_yaml_spelling_of_unset() -> None:
+    s = settings_with(imagesTraining="", modelStack="", kubernetesKubeconfig="")
+    assert s.images.training is None
+    assert s.model.stack is None
+    assert s.kubernetes.kubeconfig is None
+
+
+def test_hyperparameter_numbers_from_a_yaml_map_become_strings() -> None:
+    s = settings_with(trainingHyperparameters='{"epochs": 5, "lr": 0.01, "shuffle": true, "target": "label"}')
+    assert s.training.hyperparameters == {"epochs": "5", "lr": "0.01", "shuffle": "true", "target": "label"}
+
+
+def test_a_plaintext_kubeconfig_is_refused_when_the_engine_says_which_keys_are_secret() -> None:
+    """Pulumi passes the secret keys beside the config (pulumi-language-python-exec: set_all_config(config,
+    secret_keys)); a key holding credentials must be one of them. The value is never echoed."""
+    raw = {**BASE, "mlplatform:kubernetesKubeconfig": "token: s3cr3t"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(raw, "test", secret_keys=set())
+    assert "mlplatform:kubernetesKubeconfig: set as plain text" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+    assert load_settings(raw, "test", secret_keys={"mlplatform:kubernetesKubeconfig"}).kubernetes.kubeconfig

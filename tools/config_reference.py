@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import _FOREIGN_KEYS, PROJECT, SECTIONS, config_key, is_secret
+from components.settings import _FOREIGN_KEYS, PROJECT, SECTIONS, UNSET, config_key, is_secret
 from tools.plan import REPO, stack_config
 
 STACKS = ("dev", "prod")
@@ -68,16 +68,34 @@ def type_name(annotation: Any) -> str:
 
 
 def pulumi_type(annotation: Any) -> dict[str, Any]:
-    """Pulumi's project config types are string, integer, boolean and array; maps travel as JSON strings."""
+    """The project config type the CLI checks a stack's value against (string, integer, boolean, array, object).
+
+    The CLI has no number type: a float setting is declared a string, which accepts YAML's `5.5` (the stack file's
+    scalars reach the check as text) and which `load_settings` parses as a number.
+    """
     base = _base_type(annotation)
     origin = typing.get_origin(base)
     if origin is list:
         return {"type": "array", "items": {"type": "string"}}
+    if base is dict or origin is dict:
+        return {"type": "object"}
     if base is int:
         return {"type": "integer"}
     if base is bool:
         return {"type": "boolean"}
     return {"type": "string"}
+
+
+def pulumi_default(annotation: Any, default: Any) -> Any:
+    """The `default:` of a key, of its declared type (the CLI refuses a default of another type).
+
+    A setting whose default is "nothing" declares `UNSET` (""), which the settings loader reads as not set.
+    """
+    if default is None:
+        return UNSET
+    if pulumi_type(annotation)["type"] == "string":
+        return str(default)
+    return default
 
 
 def settings_rows() -> list[dict[str, Any]]:
@@ -168,8 +186,13 @@ def config_declarations() -> dict[str, Any]:
         if row["foreign"]:
             continue  # other namespaces (aws:region) are declared by their provider
         decls[row["key"]] = {**pulumi_type(row["annotation"]), "description": row["doc"]}
-        if row["secret"]:
-            decls[row["key"]]["secret"] = True  # Pulumi refuses a plaintext value for it
+        # Every optional key needs a default: the CLI refuses a stack lacking a declared project key that has none
+        # (pulumi/pulumi pkg/workspace/config.go, mergeConfig). Required keys (owner, environment) have none.
+        if row["default"] != "required":
+            decls[row["key"]]["default"] = pulumi_default(row["annotation"], row["default"])
+        # A secret key is not declared `secret: true`: the CLI would then refuse its plain-text default in every
+        # stack that does not set it (validateStackConfigValue runs on defaults too). load_settings refuses a
+        # plain-text value of it instead.
     return decls
 
 

@@ -82,6 +82,7 @@ def run_program(
     *,
     program: Path | Callable[[], Any] = REPO / "__main__.py",
     stack_outputs: dict[str, dict[str, Any]] | None = None,
+    secret_keys: set[str] | None = None,
 ) -> Plan:
     """Run a Pulumi program under the mock runtime with `config`; return what it registered and exported.
 
@@ -97,7 +98,13 @@ def run_program(
 
     mocks = PlatformMocks(region=str(config.get("aws:region", MOCK_REGION)), stack_outputs=stack_outputs)
     monitor = RecordingMonitor(mocks)
-    runtime_config.set_all_config(dict(config))
+    if secret_keys is None:
+        # A config built by hand (tests, tools) holds secret settings as if set with `--secret`.
+        from components.settings import secret_config_keys
+
+        secret_keys = {k for k in config if k in secret_config_keys()}
+    # As pulumi-language-python-exec does: the config, and which of its keys hold secrets.
+    runtime_config.set_all_config(dict(config), sorted(secret_keys))
     # set_mocks creates a root Stack only when none exists; a fresh one keeps one run's exports out of the next.
     runtime_settings.ROOT.set(None)
     # The SDK's mock monitor is process-global: every run replaces it, so runs never see each other's resources.
@@ -131,12 +138,25 @@ def run_program(
 
 
 def plan_stack(stack: str, root: Path = REPO, stack_outputs: dict[str, dict[str, Any]] | None = None) -> Plan:
-    """Plan a stack from its `Pulumi.<stack>.yaml`."""
+    """Plan a stack from its `Pulumi.<stack>.yaml`, after the CLI's config pre-flight (tools/preflight.py).
+
+    The program gets what the CLI would pass it: the stack's values merged with Pulumi.yaml's defaults.
+    Raises `PreflightError` (a ValueError) with the CLI's message where the CLI would refuse the stack.
+    """
+    from tools.preflight import preflight
+
     if stack_outputs is None:
         from tools.example_outputs import example_stack_outputs
 
         stack_outputs = example_stack_outputs()
-    return run_program(stack, stack_config(stack, root), program=root / "__main__.py", stack_outputs=stack_outputs)
+    merged = preflight(stack, root)
+    return run_program(
+        stack,
+        merged.values,
+        program=root / "__main__.py",
+        stack_outputs=stack_outputs,
+        secret_keys=merged.secret_keys,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -181,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plan_one(stack: str, args: argparse.Namespace) -> int:
     from components.settings import SettingsError
+    from tools.preflight import PreflightError
 
     out_file = args.out / f"{stack}.json"
     started = time.perf_counter()
     try:
         plan = plan_stack(stack, root=args.root.resolve())
+    except PreflightError as exc:
+        out_file.unlink(missing_ok=True)
+        print(f"plan failed: the Pulumi CLI refuses this stack before running the program: {exc}", file=sys.stderr)
+        return 2
     except (SettingsError, ValueError) as exc:
         # Settings errors and the components' own refusals (a bad promoted stack, an unsafe rollout) are
         # all ValueErrors that name the setting to change.
