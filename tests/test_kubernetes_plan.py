@@ -175,7 +175,8 @@ def test_startup_and_readiness_check_ping_and_give_model_loading_its_own_budget(
 
 
 def test_liveness_asks_only_whether_the_process_serves_so_a_slow_reload_is_not_killed(k8s_plan: Plan) -> None:
-    """`/ping` answers 503 while any one worker reloads its model (serving/app.py): as a liveness check, a reload
+    """`/ping` answers 503 until every worker has its model (serving/app.py `ping`), so also while a restarted
+    worker reloads it: as a liveness check, a reload
     longer than failureThreshold x periodSeconds (30 s) would get the whole container killed. Kubernetes restarts a
     container when its liveness probe fails (kubernetes.io, "Configure Liveness, Readiness and Startup Probes");
     readiness only takes the pod out of the Service. So liveness is the server's own `/livez` route (200 whenever
