@@ -130,6 +130,7 @@ if settings.serving.target in ("kubernetes", "both"):
         f"{name}-k8s",
         {
             "settings": k8s_settings,
+            "namespace": k8s_settings.namespace_for(settings.stack),
             "kubeconfig": kubeconfig,
             "image": model.serving_image,
             "model_data_uri": model.model_data_uri,

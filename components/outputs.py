@@ -124,8 +124,11 @@ KUBERNETES_MODEL_ROLE_ARN: Final = "kubernetesModelRoleArn"
 # Exported only when the serving target includes Kubernetes (docs/kubernetes.md); the canary image only while a
 # canary runs, the model role only with `s3` model delivery.
 KUBERNETES_OUTPUTS: Final[dict[str, tuple[str, str]]] = {
-    KUBERNETES_NAMESPACE: ("namespace of the model service", "mlplatform"),
-    KUBERNETES_SERVICE_URL: ("in-cluster URL of the model service", "http://model-server.mlplatform.svc.cluster.local"),
+    KUBERNETES_NAMESPACE: ("namespace of the model service", "mlplatform-prod"),
+    KUBERNETES_SERVICE_URL: (
+        "in-cluster URL of the model service",
+        "http://model-server.mlplatform-prod.svc.cluster.local",
+    ),
     KUBERNETES_STABLE_IMAGE: (
         "image the stable pods run (pin it as `kubernetesStableImage` before starting a canary)",
         "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-dev-serving@sha256:5e5e...",

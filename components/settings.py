@@ -433,12 +433,36 @@ class PolicySettings(_Section):
 
 # Cluster minor versions whose OpenAPI schemas the manifests are checked against (kubernetes-validate's range).
 KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(25, 38))
+# PodDisruptionBudget `unhealthyPodEvictionPolicy` (KEP-3017): alpha behind a feature gate in 1.26 (the API server
+# drops the field while the gate is off), beta and on by default from 1.27, GA in 1.31.
+PDB_UNHEALTHY_POD_EVICTION_POLICY_SINCE = (1, 27)
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _CPU_QUANTITY = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY_QUANTITY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _MEMORY_UNITS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
 _OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[A-Za-z0-9./_-]+$")
+
+# pulumi-kubernetes waits this long for a Deployment's rollout unless the resource's customTimeouts or its
+# `pulumi.com/timeoutSeconds` annotation say otherwise (provider/pkg/await/deployment.go,
+# DefaultDeploymentTimeoutMins; provider/pkg/metadata/overrides.go, TimeoutDuration).
+PULUMI_K8S_DEFAULT_DEPLOYMENT_TIMEOUT_SECONDS = 10 * 60
+# Probe period of the startup and readiness probes, and the seconds a new pod must stay ready before the
+# Deployment counts it available (components/kubernetes.py uses both).
+K8S_PROBE_PERIOD_SECONDS = 5
+K8S_MIN_READY_SECONDS = 5
+# Time the API server, the Deployment and ReplicaSet controllers and the scheduler add to a rollout, beyond the
+# pods' own start: one margin on the progress deadline and on Pulumi's wait.
+K8S_CONTROL_PLANE_MARGIN_SECONDS = 60
+
+# Memory of the serving container, measured with tests/serving_server_process.py (Python 3.11, onnxruntime, the
+# tests' model fixture; proportional set size, so pages the forked workers share with the supervisor count once):
+# supervisor and shared imports about 60 MiB; each worker 13 MiB of its own plus 1.6x (32 MiB model) to 2.2x
+# (4 MiB model) the ONNX file once the model is loaded. Rounded up: the limit must hold
+# base + workers x (worker + 2 x model + request working memory).
+SERVER_BASE_MEMORY_MIB = 64
+WORKER_BASE_MEMORY_MIB = 16
+LOADED_MODEL_FACTOR = 2
 
 
 def cpu_millis(quantity: str) -> int:
@@ -470,6 +494,10 @@ CpuQuantity = Annotated[str, AfterValidator(_cpu_quantity)]
 MemoryQuantity = Annotated[str, AfterValidator(_memory_quantity)]
 
 
+def _mib(quantity_bytes: int) -> str:
+    return f"{math.ceil(quantity_bytes / 2**20)}Mi"
+
+
 class ServingSettings(_Section):
     """Where the model is served: a SageMaker endpoint, Kubernetes, or both side by side."""
 
@@ -492,10 +520,12 @@ class KubernetesSettings(_Section):
     """Name of that stack's kubeconfig output."""
     cluster_version: str = "1.33"
     """Kubernetes minor version of the cluster; the manifests are checked against its OpenAPI schemas."""
-    namespace: Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)] = "mlplatform"
-    """Namespace created for the model service."""
+    namespace: Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)] | None = None
+    """Namespace of the model service; by default `mlplatform-<stack>`, so stacks sharing a cluster never collide."""
+    create_namespace: bool = True
+    """Create the namespace (and delete it with the stack); false deploys into one that already exists."""
     allowed_namespaces: list[Annotated[str, Field(max_length=63, pattern=_DNS_LABEL)]] = Field(default_factory=list)
-    """Namespaces whose pods may call the model (the NetworkPolicy admits only these and the model's own)."""
+    """Namespaces whose pods may call the model; the NetworkPolicy admits only these (list the model's own too)."""
     model_delivery: Literal["s3", "image"] = "s3"
     """`s3`: an init container copies the model files from S3 (IRSA role); `image`: they are baked into the image."""
     oidc_provider_arn: str | None = None
@@ -511,23 +541,33 @@ class KubernetesSettings(_Section):
     memory_request: MemoryQuantity = "1Gi"
     """Memory each serving pod requests."""
     memory_limit: MemoryQuantity = "1Gi"
-    """Memory limit of each serving pod."""
+    """Memory limit of each serving pod; must hold every worker's model and request working memory."""
+    model_size: MemoryQuantity = "32Mi"
+    """Size of the largest ONNX file the server loads; each worker holds about twice that in memory."""
+    request_memory: MemoryQuantity = "256Mi"
+    """Working memory of the largest request one worker scores (a full 6 MiB CSV batch peaks near 210 MiB)."""
     model_volume_size: MemoryQuantity = "2Gi"
     """Size limit of the emptyDir holding the model files (`s3` delivery)."""
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 2
-    """Fewest pods of the stable model (HorizontalPodAutoscaler)."""
+    """Fewest pods of the stable model (HorizontalPodAutoscaler); at least 2, so a node drain never takes the last."""
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 6
     """Most pods of the stable model."""
+    max_surge_percent: Annotated[int, Field(ge=1, le=100)] = 25
+    """Extra pods a rolling update starts at once, as a share of the current pods (rounded up, at least one)."""
+    model_fetch_seconds: Annotated[int, Field(ge=10, le=3600)] = 180
+    """Time a new pod may take to be scheduled, pull its images and copy the model, before the server starts."""
+    max_rollout_seconds: Annotated[int, Field(ge=600, le=21600)] = 3600
+    """Longest `pulumi up` may wait for one Deployment's rollout; longer worst cases are refused."""
     target_cpu_percent: Annotated[int, Field(ge=10, le=100)] = 70
     """Average CPU use, as a share of the request, that the autoscaler keeps the pods at."""
     metrics_adapter: bool = False
-    """The cluster runs a custom metrics adapter (prometheus-adapter) serving the pods' request rate."""
+    """The cluster runs prometheus-adapter serving the pods' request rate; needs the ServiceMonitor."""
     target_requests_per_second: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     """Requests per second per pod the autoscaler aims for, when the metrics adapter exists."""
     requests_per_second_metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")] = (
-        "mlplatform_serving_requests_per_second"
+        "mlplatform_serving_requests"
     )
-    """Pods metric name the adapter derives from the server's `mlplatform_serving_requests_total`."""
+    """Pods metric the adapter serves: its default rules turn the server's `..._requests_total` into this rate."""
     startup_timeout_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
     """How long a new pod may take to load its model before Kubernetes restarts it (startup probe)."""
     service_monitor: bool = False
@@ -537,7 +577,9 @@ class KubernetesSettings(_Section):
     service_monitor_labels: dict[str, str] = Field(default_factory=dict)
     """Labels the Prometheus operator selects ServiceMonitors by (e.g. `{"release": "kube-prometheus-stack"}`)."""
     canary_percent: Annotated[int, Field(ge=0, le=50)] = 0
-    """Share of pods running this stack's model as a canary beside the pinned stable model (0: no canary)."""
+    """Share of traffic for this stack's model as a canary beside the pinned stable model (0: no canary)."""
+    canary_routing: Literal["pods", "gateway-api"] = "pods"
+    """`pods`: a fixed number of canary pods behind the one Service; `gateway-api`: a mesh splits requests by weight."""
     stable_image: str | None = None
     """Serving image by digest the stable pods keep while a canary runs (the model before this change)."""
     stable_model_data_uri: S3Uri | None = None
@@ -567,8 +609,7 @@ class KubernetesSettings(_Section):
                 try:
                     image_by_digest(value)
                 except ValueError as exc:
-                    key = f"mlplatform:kubernetes{to_camel(field)[0].upper()}{to_camel(field)[1:]}"
-                    raise ValueError(f"{key} {exc}") from None
+                    raise ValueError(f"{_k8s_key(field)} {exc}") from None
         if self.stable_model_data_uri is not None and not self.stable_model_data_uri.endswith("/"):
             raise ValueError("mlplatform:kubernetesStableModelDataUri must be an S3 prefix ending with '/'")
         return self
@@ -577,18 +618,96 @@ class KubernetesSettings(_Section):
     def has_canary(self) -> bool:
         return self.canary_percent > 0
 
-    def canary_replicas(self, stable: int) -> int:
-        """Canary pods beside `stable` stable pods so the canary's share of all pods is near `canary_percent`."""
+    @property
+    def weighted_canary(self) -> bool:
+        """A canary whose share of requests a mesh sets by weight (Gateway API HTTPRoute), not its share of pods."""
+        return self.has_canary and self.canary_routing == "gateway-api"
+
+    def namespace_for(self, stack: str) -> str:
+        """The namespace: the configured one, or `mlplatform-<stack>` (lower case, other characters as '-')."""
+        if self.namespace is not None:
+            return self.namespace
+        return re.sub(r"[^a-z0-9-]", "-", f"mlplatform-{stack}".lower()).strip("-")
+
+    def canary_replicas(self) -> int:
+        """Canary pods at the stable minimum.
+
+        `pods` routing: the canary's share of requests is its share of ready pods, so the count is rounded down
+        (the share is never above `canary_percent`, and drops as the stable pods scale out); 0 means the minimum
+        cannot express the share. `gateway-api`: the mesh splits requests by weight, so this is only the pods the
+        canary's share needs at the stable minimum, rounded up.
+        """
         if not self.has_canary:
             return 0
-        return max(1, round(stable * self.canary_percent / (100 - self.canary_percent)))
+        exact = self.min_replicas * self.canary_percent / (100 - self.canary_percent)
+        if self.canary_routing == "pods":
+            return math.floor(exact + 1e-9)
+        return max(1, math.ceil(exact - 1e-9))
+
+    def canary_share_range(self) -> tuple[float, float]:
+        """Percent of requests the canary gets: (stable pods at maximum, at minimum); exact with weights."""
+        if not self.has_canary:
+            return 0.0, 0.0
+        if self.weighted_canary:
+            return float(self.canary_percent), float(self.canary_percent)
+        canary = self.canary_replicas()
+        return 100 * canary / (canary + self.max_replicas), 100 * canary / (canary + self.min_replicas)
 
     def workers(self) -> int:
         """Server worker processes per pod: one per whole core of the CPU limit (the node's cores are not ours)."""
         return max(1, cpu_millis(self.cpu_limit) // 1000)
 
+    def memory_needed_bytes(self) -> int:
+        """Memory the server needs at most: shared base, then per worker its own, its model and one request."""
+        per_worker = (
+            WORKER_BASE_MEMORY_MIB * 2**20
+            + LOADED_MODEL_FACTOR * memory_bytes(self.model_size)
+            + memory_bytes(self.request_memory)
+        )
+        return SERVER_BASE_MEMORY_MIB * 2**20 + self.workers() * per_worker
 
-def kubernetes_errors(serving: ServingSettings, k8s: KubernetesSettings) -> list[str]:
+    # --- rollouts ---------------------------------------------------------------------------------------------
+
+    def startup_probe_failures(self) -> int:
+        """Failed startup probes allowed: `startup_timeout_seconds` worth of probe periods."""
+        return math.ceil(self.startup_timeout_seconds / K8S_PROBE_PERIOD_SECONDS)
+
+    def pod_start_seconds(self) -> int:
+        """Longest a new pod takes to count as available: fetching, loading (the startup probe's whole budget),
+        the first readiness probe, then `minReadySeconds`."""
+        loading = self.startup_probe_failures() * K8S_PROBE_PERIOD_SECONDS
+        return self.model_fetch_seconds + loading + K8S_PROBE_PERIOD_SECONDS + K8S_MIN_READY_SECONDS
+
+    def progress_deadline_seconds(self) -> int:
+        """The Deployment's `progressDeadlineSeconds`: one pod's start without progress fails the rollout."""
+        return self.pod_start_seconds() + K8S_CONTROL_PLANE_MARGIN_SECONDS
+
+    def surge_pods(self, replicas: int) -> int:
+        """Pods a rolling update adds at once: `maxSurge` as a percentage of `replicas`, rounded up (Kubernetes
+        rounds a percentage surge up, deployment_util.go ResolveFenceposts)."""
+        return max(1, math.ceil(replicas * self.max_surge_percent / 100))
+
+    def rollout_seconds(self, replicas: int) -> int:
+        """Worst-case rollout of `replicas` pods with `maxUnavailable: 0`: waves of `surge_pods`, each a pod start."""
+        waves = math.ceil(replicas / self.surge_pods(replicas))
+        return waves * self.pod_start_seconds() + K8S_CONTROL_PLANE_MARGIN_SECONDS
+
+    def track_replicas(self) -> dict[str, int]:
+        """Most pods each Deployment rolls: the autoscaler's maximum, or the fixed canary count."""
+        tracks = {"stable": self.max_replicas}
+        if self.has_canary:
+            tracks["canary"] = self.max_replicas if self.weighted_canary else self.canary_replicas()
+        return tracks
+
+
+def _k8s_key(field: str) -> str:
+    camel = to_camel(field)
+    return f"mlplatform:kubernetes{camel[0].upper()}{camel[1:]}"
+
+
+def kubernetes_errors(
+    serving: ServingSettings, k8s: KubernetesSettings, model: ModelSourceSettings, stack: str
+) -> list[str]:
     """Rules that join the Kubernetes settings; only checked when the serving target includes Kubernetes."""
     if serving.target == "sagemaker":
         return []
@@ -597,6 +716,12 @@ def kubernetes_errors(serving: ServingSettings, k8s: KubernetesSettings) -> list
         errors.append(
             f"mlplatform:servingTarget {serving.target} needs exactly one of mlplatform:kubernetesKubeconfig (secret) "
             "or mlplatform:kubernetesKubeconfigStack; the ambient kubeconfig is never used"
+        )
+    namespace = k8s.namespace_for(stack)
+    if not re.match(_DNS_LABEL, namespace) or len(namespace) > 63:
+        errors.append(
+            f"the default namespace {namespace!r} made from stack {stack!r} is not a DNS label of at most 63 "
+            "characters: set mlplatform:kubernetesNamespace"
         )
     if not k8s.allowed_namespaces:
         errors.append(
@@ -611,6 +736,15 @@ def kubernetes_errors(serving: ServingSettings, k8s: KubernetesSettings) -> list
         ]
         if missing:
             errors.append(f"mlplatform:kubernetesModelDelivery s3 needs {', '.join(missing)}")
+    elif model.source in ("train", "stack"):
+        # The serving image this stack builds (or promotes) holds the server, not the model: with nothing to
+        # load, the server exits ("manifest.json is missing") and the pods crash-loop.
+        errors.append(
+            f"mlplatform:kubernetesModelDelivery image serves the model baked into the serving image, but "
+            f"mlplatform:modelSource {model.source} gives a serving image without the model; use "
+            "mlplatform:kubernetesModelDelivery s3, or mlplatform:modelSource pinned with a "
+            "mlplatform:modelServingImage that holds the model at mlplatform:kubernetesImageModelDir"
+        )
     if cpu_millis(k8s.cpu_request) > cpu_millis(k8s.cpu_limit):
         errors.append(
             f"mlplatform:kubernetesCpuRequest ({k8s.cpu_request}) must not exceed "
@@ -621,46 +755,74 @@ def kubernetes_errors(serving: ServingSettings, k8s: KubernetesSettings) -> list
             f"mlplatform:kubernetesMemoryRequest ({k8s.memory_request}) must not exceed "
             f"mlplatform:kubernetesMemoryLimit ({k8s.memory_limit})"
         )
+    needed = k8s.memory_needed_bytes()
+    if memory_bytes(k8s.memory_limit) < needed:
+        errors.append(
+            f"mlplatform:kubernetesMemoryLimit ({k8s.memory_limit}) is below what {k8s.workers()} worker(s) need: "
+            f"{SERVER_BASE_MEMORY_MIB}Mi shared + {k8s.workers()} x ({WORKER_BASE_MEMORY_MIB}Mi + "
+            f"{LOADED_MODEL_FACTOR} x mlplatform:kubernetesModelSize {k8s.model_size} + "
+            f"mlplatform:kubernetesRequestMemory {k8s.request_memory}) = {_mib(needed)}; raise the limit, or lower "
+            "mlplatform:kubernetesCpuLimit (one worker per core)"
+        )
+    if k8s.model_delivery == "s3" and memory_bytes(k8s.model_volume_size) < 2 * memory_bytes(k8s.model_size):
+        errors.append(
+            f"mlplatform:kubernetesModelVolumeSize ({k8s.model_volume_size}) must hold the fp32 and int8 model "
+            f"files: at least 2 x mlplatform:kubernetesModelSize ({k8s.model_size})"
+        )
     if k8s.min_replicas > k8s.max_replicas:
         errors.append(
             f"mlplatform:kubernetesMinReplicas ({k8s.min_replicas}) must not exceed "
             f"mlplatform:kubernetesMaxReplicas ({k8s.max_replicas})"
         )
+    if k8s.min_replicas < 2:
+        # The disruption budget lets one pod go at a time: with one pod, a node drain takes the only one.
+        errors.append(
+            f"mlplatform:kubernetesMinReplicas ({k8s.min_replicas}) must be at least 2: the PodDisruptionBudget "
+            "lets a node drain evict one pod at a time, which with one pod is the whole service"
+        )
+    if k8s.metrics_adapter and not k8s.service_monitor:
+        # Without the scrape, the adapter has no series: the HPA then scales up on CPU but never down
+        # (kubernetes/kubernetes#99514).
+        errors.append(
+            "mlplatform:kubernetesMetricsAdapter true needs mlplatform:kubernetesServiceMonitor true: the adapter "
+            "reads the request rate from Prometheus, which scrapes the pods through the ServiceMonitor; without it "
+            "the metric is missing and the autoscaler never scales in"
+        )
+    for track, replicas in k8s.track_replicas().items():
+        longest = k8s.rollout_seconds(replicas)
+        if longest > k8s.max_rollout_seconds:
+            surge = k8s.surge_pods(replicas)
+            errors.append(
+                f"a rollout of the {track} pods can take {longest} s, longer than "
+                f"mlplatform:kubernetesMaxRolloutSeconds ({k8s.max_rollout_seconds}): {replicas} pods, "
+                f"{surge} at a time (mlplatform:kubernetesMaxSurgePercent {k8s.max_surge_percent}), each allowed "
+                f"{k8s.pod_start_seconds()} s to start (mlplatform:kubernetesModelFetchSeconds "
+                f"{k8s.model_fetch_seconds} + mlplatform:kubernetesStartupTimeoutSeconds "
+                f"{k8s.startup_timeout_seconds} + readiness); raise the surge, shorten the start budgets, lower "
+                "mlplatform:kubernetesMaxReplicas, or raise the limit"
+            )
     pinned = k8s.stable_image is not None or k8s.stable_model_data_uri is not None
     if k8s.has_canary:
-        needs = ["mlplatform:kubernetesStableImage"]
-        if k8s.model_delivery == "s3":
-            needs.append("mlplatform:kubernetesStableModelDataUri")
-        missing = [key for key in needs if getattr(k8s, to_snake(key.split(":kubernetes")[1])) is None]
+        needs = ["stable_image"] + (["stable_model_data_uri"] if k8s.model_delivery == "s3" else [])
+        missing = [_k8s_key(field) for field in needs if getattr(k8s, field) is None]
         if missing:
             errors.append(
                 f"mlplatform:kubernetesCanaryPercent {k8s.canary_percent} runs this stack's model as the canary: "
                 f"pin the model the stable pods keep with {', '.join(missing)}"
             )
-        canary = k8s.canary_replicas(k8s.min_replicas)
-        share = _canary_share(k8s, k8s.min_replicas)
-        if share > k8s.canary_percent + 10:
-            needed = next(m for m in range(k8s.min_replicas, 1001) if _canary_share(k8s, m) <= k8s.canary_percent + 10)
+        if k8s.canary_routing == "pods" and k8s.canary_replicas() < 1:
+            needed_min = math.ceil((100 - k8s.canary_percent) / k8s.canary_percent - 1e-9)
             errors.append(
                 f"mlplatform:kubernetesCanaryPercent {k8s.canary_percent} with mlplatform:kubernetesMinReplicas "
-                f"{k8s.min_replicas} gives the canary {share:.0f}% of the pods ({canary} of "
-                f"{canary + k8s.min_replicas}); raise the minimum to at least {needed} or the percent"
+                f"{k8s.min_replicas}: one canary pod beside {k8s.min_replicas} stable pods would take "
+                f"{100 / (1 + k8s.min_replicas):.0f}% of the requests; raise the minimum to at least {needed_min}, "
+                "raise the percent, or split by weight with mlplatform:kubernetesCanaryRouting gateway-api"
             )
     elif pinned and k8s.model_delivery == "s3" and (k8s.stable_image is None) != (k8s.stable_model_data_uri is None):
         errors.append(
             "mlplatform:kubernetesStableImage and mlplatform:kubernetesStableModelDataUri go together (s3 delivery)"
         )
     return errors
-
-
-def _canary_share(k8s: KubernetesSettings, stable: int) -> float:
-    canary = k8s.canary_replicas(stable)
-    return 100 * canary / (canary + stable)
-
-
-def to_snake(camel: str) -> str:
-    """`StableImage` -> `stable_image` (the inverse of `to_camel` for our keys)."""
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -718,7 +880,7 @@ class StackSettings(BaseModel):
             )
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
-        errors += kubernetes_errors(self.serving, self.kubernetes)
+        errors += kubernetes_errors(self.serving, self.kubernetes, self.model, self.stack)
         if errors:
             raise ValueError("; ".join(errors))
         return self

@@ -40,11 +40,11 @@ def test_starting_a_canary_adds_its_deployment_and_describes_image_pods_and_shar
     assert canary.status == "starts"
     assert canary.after["stable"] == {"image": STABLE_IMAGE, "pods": (4, 12)}
     assert canary.after["canary"]["image"] == plans["canary"]["outputs"]["servingImage"]
-    assert canary.after["canary"]["pods"] == (1, 3)
+    assert canary.after["canary"]["pods"] == (1, 1)  # a fixed canary: Deployment replicas, no autoscaler
     assert canary.after["canary"]["share_percent"] == 20.0
     text = render_markdown([diff], "main")
-    assert "#### Kubernetes canary in namespace `mlplatform`: starts" in text
-    assert "| canary pods | `-` | `1-3` **(changed)** |" in text
+    assert "#### Kubernetes canary in namespace `mlplatform-prod`: starts" in text
+    assert "| canary pods | `-` | `1-1` **(changed)** |" in text
     assert "the canary runs 20.0% of the pods" in text
 
 

@@ -14,11 +14,14 @@ import pytest
 
 from components.settings import KUBERNETES_VERSIONS
 from tests.conftest import plan_with
-from tests.test_kubernetes_plan import CANARY, KUBERNETES
+from tests.test_kubernetes_plan import CANARY, IMAGE_DELIVERY, KUBERNETES
 from tools.plan import Plan
 
 # Resources of CRDs the cluster may not have: kubernetes-validate ships only the built-in schemas.
-CUSTOM_RESOURCES = {"kubernetes:monitoring.coreos.com/v1:ServiceMonitor"}
+CUSTOM_RESOURCES = {
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+}
 EVERYTHING_ON = {
     **KUBERNETES,
     **CANARY,
@@ -56,14 +59,15 @@ def validate_all(plan: Plan, version: str) -> list[str]:
     return errors
 
 
-@pytest.mark.parametrize("version", ["1.25", "1.33", KUBERNETES_VERSIONS[-1]])
-def test_every_manifest_validates_for_the_cluster_version(version: str) -> None:
-    plan = plan_with("prod", {**EVERYTHING_ON, "mlplatform:kubernetesClusterVersion": version})
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_dev_stack_serving_both_targets_validates_for_every_supported_version(version: str) -> None:
+    """dev with `servingTarget: both`, planned for each cluster version the settings accept: the manifests
+    differ by version (the Pod Security label's version, the disruption budgets' eviction policy), so each is
+    checked against its own strict schemas."""
+    plan = plan_with("dev", {**KUBERNETES, "mlplatform:kubernetesClusterVersion": version})
     kinds = sorted(m["kind"] for m in manifests(plan))
     assert kinds == [
         "Deployment",
-        "Deployment",
-        "HorizontalPodAutoscaler",
         "HorizontalPodAutoscaler",
         "Namespace",
         "NetworkPolicy",
@@ -74,8 +78,49 @@ def test_every_manifest_validates_for_the_cluster_version(version: str) -> None:
     assert validate_all(plan, version) == []
 
 
+@pytest.mark.parametrize("version", ["1.25", "1.26", "1.27", "1.33", KUBERNETES_VERSIONS[-1]])
+def test_every_manifest_of_a_canary_with_everything_on_validates(version: str) -> None:
+    plan = plan_with("prod", {**EVERYTHING_ON, "mlplatform:kubernetesClusterVersion": version})
+    kinds = sorted(m["kind"] for m in manifests(plan))
+    assert kinds == [
+        "Deployment",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Namespace",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert validate_all(plan, version) == []
+
+
+def test_weighted_routing_manifests_validate() -> None:
+    plan = plan_with("prod", {**EVERYTHING_ON, "mlplatform:kubernetesCanaryRouting": "gateway-api"})
+    assert sorted(m["kind"] for m in manifests(plan)).count("Service") == 3
+    assert validate_all(plan, "1.33") == []
+
+
+def test_the_httproute_has_the_gateway_api_fields() -> None:
+    """HTTPRoute is a CRD (gateway.networking.k8s.io/v1, Gateway API standard channel): checked field by field
+    against its reference: spec.parentRefs[] {group, kind, name, port}, spec.rules[].backendRefs[] {group, kind,
+    name, port, weight (0 to 1000000)}."""
+    plan = plan_with("prod", {**KUBERNETES, **CANARY, "mlplatform:kubernetesCanaryRouting": "gateway-api"})
+    route = plan.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")["inputs"]
+    assert set(route) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(route["spec"]) == {"parentRefs", "rules"}
+    for ref in route["spec"]["parentRefs"]:
+        assert set(ref) == {"group", "kind", "name", "port"}
+    for rule in route["spec"]["rules"]:
+        assert set(rule) == {"backendRefs"}
+        for backend in rule["backendRefs"]:
+            assert set(backend) == {"group", "kind", "name", "port", "weight"}
+            assert 0 <= backend["weight"] <= 1_000_000
+
+
 def test_image_delivery_manifests_validate() -> None:
-    plan = plan_with("dev", {**KUBERNETES, "mlplatform:kubernetesModelDelivery": "image"})
+    plan = plan_with("dev", {**KUBERNETES, **IMAGE_DELIVERY})
     assert validate_all(plan, "1.33") == []
 
 
@@ -97,4 +142,4 @@ def test_the_service_monitor_has_the_prometheus_operator_fields() -> None:
     monitor = plan.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
     assert set(monitor["spec"]) == {"selector", "namespaceSelector", "podTargetLabels", "endpoints"}
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["mlplatform"]}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["mlplatform-dev"]}

@@ -14,7 +14,9 @@ from components.kubernetes import (
     PRE_STOP_SLEEP_SECONDS,
     SERVER_DRAIN_SECONDS,
     TERMINATION_GRACE_SECONDS,
+    TIMEOUT_ANNOTATION,
 )
+from components.settings import PULUMI_K8S_DEFAULT_DEPLOYMENT_TIMEOUT_SECONDS
 from tests.conftest import plan_with
 from tools.example_outputs import example_stack_outputs
 from tools.plan import Plan, run_program, stack_config
@@ -38,8 +40,22 @@ CANARY = {
     "mlplatform:kubernetesStableImage": STABLE_IMAGE,
     "mlplatform:kubernetesStableModelDataUri": STABLE_URI,
 }
+# Image delivery serves a model baked into a pinned serving image (a stack-built image holds no model).
+BAKED_IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/churn-model-baked@sha256:" + "b" * 64
+IMAGE_DELIVERY = {
+    "mlplatform:kubernetesModelDelivery": "image",
+    "mlplatform:modelSource": "pinned",
+    "mlplatform:modelDataUri": "s3://mlplatform-dev-models-0a1b2c3/pinned/model/",
+    "mlplatform:modelBaselineStatisticsUri": "s3://mlplatform-dev-models-0a1b2c3/pinned/model/baseline/statistics.json",
+    "mlplatform:modelBaselineConstraintsUri": (
+        "s3://mlplatform-dev-models-0a1b2c3/pinned/model/baseline/constraints.json"
+    ),
+    "mlplatform:modelServingImage": BAKED_IMAGE,
+}
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+SERVICE = "kubernetes:core/v1:Service"
 
 
 @pytest.fixture(scope="module")
@@ -149,21 +165,43 @@ def test_the_server_runs_the_serving_image_by_digest_with_its_contract(k8s_plan:
     }
 
 
-def test_probes_check_ping_and_give_model_loading_its_own_budget(k8s_plan: Plan) -> None:
+def test_startup_and_readiness_check_ping_and_give_model_loading_its_own_budget(k8s_plan: Plan) -> None:
     container = server(k8s_plan.one(DEPLOYMENT))
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/ping", "port": "http"}
     startup = container["startupProbe"]
     # Default kubernetesStartupTimeoutSeconds is 300: 60 failed checks 5 s apart before a restart.
     assert startup["periodSeconds"] * startup["failureThreshold"] == 300
-    assert container["livenessProbe"]["failureThreshold"] * container["livenessProbe"]["periodSeconds"] <= 30
 
 
-def test_startup_budget_follows_the_setting(replan: Any) -> None:
-    plan = replan("dev", {**KUBERNETES, "mlplatform:kubernetesStartupTimeoutSeconds": "601"})
+def test_liveness_asks_only_whether_the_process_serves_so_a_slow_reload_is_not_killed(k8s_plan: Plan) -> None:
+    """`/ping` answers 503 until every worker has its model (serving/app.py `ping`), so also while a restarted
+    worker reloads it: as a liveness check, a reload
+    longer than failureThreshold x periodSeconds (30 s) would get the whole container killed. Kubernetes restarts a
+    container when its liveness probe fails (kubernetes.io, "Configure Liveness, Readiness and Startup Probes");
+    readiness only takes the pod out of the Service. So liveness is the server's own `/livez` route (200 whenever
+    the process serves HTTP) and `/ping` stays the readiness check."""
+    container = server(k8s_plan.one(DEPLOYMENT))
+    liveness = container["livenessProbe"]
+    assert liveness["httpGet"] == {"path": "/livez", "port": "http"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
+    assert liveness["failureThreshold"] * liveness["periodSeconds"] <= 30
+
+
+def test_startup_budget_and_progress_deadline_follow_the_settings(replan: Any) -> None:
+    plan = replan(
+        "dev",
+        {
+            **KUBERNETES,
+            "mlplatform:kubernetesStartupTimeoutSeconds": "601",
+            "mlplatform:kubernetesModelFetchSeconds": "200",
+        },
+    )
     startup = server(plan.one(DEPLOYMENT))["startupProbe"]
     assert startup["failureThreshold"] == math.ceil(601 / 5)
-    assert plan.one(DEPLOYMENT)["inputs"]["spec"]["progressDeadlineSeconds"] == 601 + 120
+    # One pod's start: fetching (200), the startup probe's whole budget (121 x 5), a readiness period and
+    # minReadySeconds (5 + 5); plus the control plane's margin (60).
+    assert plan.one(DEPLOYMENT)["inputs"]["spec"]["progressDeadlineSeconds"] == 200 + 605 + 10 + 60
 
 
 def test_requests_and_limits_are_set_on_every_container(k8s_plan: Plan) -> None:
@@ -177,11 +215,40 @@ def test_requests_and_limits_are_set_on_every_container(k8s_plan: Plan) -> None:
     }
 
 
-def test_rolling_update_never_drops_a_ready_pod(k8s_plan: Plan) -> None:
+def test_rolling_update_never_drops_a_ready_pod_and_surges_a_share_of_the_pods(k8s_plan: Plan) -> None:
     spec = k8s_plan.one(DEPLOYMENT)["inputs"]["spec"]
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
     # The autoscaler owns the replica count; a value here would reset it on every update.
     assert "replicas" not in spec
+
+
+def test_pulumi_waits_for_the_worst_case_rollout_not_its_ten_minute_default(replan: Any) -> None:
+    """pulumi-kubernetes waits 10 minutes for a Deployment unless customTimeouts or the `pulumi.com/timeoutSeconds`
+    annotation say otherwise (pulumi/pulumi-kubernetes provider/pkg/await/deployment.go
+    DefaultDeploymentTimeoutMins = 10; provider/pkg/metadata/overrides.go TimeoutDuration reads the annotation
+    when no customTimeouts are set; provider/pkg/await/await.go Creation and Update apply it). With maxUnavailable 0
+    a rollout of N pods runs in ceil(N / surge) waves, each a whole pod start (fetch + model load + readiness);
+    Kubernetes rounds a percentage maxSurge up (pkg/controller/deployment/util/deployment_util.go
+    ResolveFenceposts). The stable Deployment can hold up to kubernetesMaxReplicas pods when it rolls."""
+    plan = replan(
+        "dev",
+        {
+            **KUBERNETES,
+            "mlplatform:kubernetesMaxReplicas": "10",
+            "mlplatform:kubernetesStartupTimeoutSeconds": "600",
+            "mlplatform:kubernetesModelFetchSeconds": "120",
+            "mlplatform:kubernetesMaxRolloutSeconds": "7200",
+        },
+    )
+    deployment = plan.one(DEPLOYMENT)["inputs"]
+    pod_start = 120 + 600 + 5 + 5
+    surge = math.ceil(10 * 25 / 100)  # 3 pods at a time
+    waves = math.ceil(10 / surge)  # 4 waves
+    timeout = int(deployment["metadata"]["annotations"][TIMEOUT_ANNOTATION])
+    assert timeout == waves * pod_start + 60
+    assert timeout > PULUMI_K8S_DEFAULT_DEPLOYMENT_TIMEOUT_SECONDS
+    # The old one-pod-at-a-time rollout would have needed 10 pod starts: longer than the wait given.
+    assert 10 * pod_start > timeout
 
 
 def test_termination_grace_outlasts_the_pre_stop_pause_and_the_servers_drain(k8s_plan: Plan) -> None:
@@ -236,7 +303,7 @@ def test_s3_delivery_copies_the_model_with_an_init_container_and_an_irsa_role(k8
     [trust] = json.loads(role["assumeRolePolicy"])["Statement"]
     issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
     assert trust["Condition"]["StringEquals"] == {
-        f"{issuer}:sub": "system:serviceaccount:mlplatform:model-server",
+        f"{issuer}:sub": "system:serviceaccount:mlplatform-dev:model-server",
         f"{issuer}:aud": "sts.amazonaws.com",
     }
 
@@ -250,8 +317,21 @@ def test_the_model_role_reads_only_the_model_prefixes(canary_plan: Plan) -> None
     assert objects == sorted(f"arn:aws:s3:::{uri.removeprefix('s3://')}*" for uri in (STABLE_URI, canary_uri))
 
 
+def test_the_pods_start_only_after_the_model_role_may_read_the_model(k8s_plan: Plan) -> None:
+    """The service account's IRSA annotation needs only the role's ARN, so without an explicit dependency the
+    engine creates the pods while the role's read policy is still being attached: the init container's first
+    `aws s3 sync` then fails with AccessDenied, and IAM changes take a while to be visible everywhere (AWS IAM
+    User Guide, "Troubleshoot IAM": changes are eventually consistent). The mock runtime records the resource's
+    dependencies (tools/mocks.py, RegisterResource `dependencies`)."""
+    policy = "aws:iam/rolePolicy:RolePolicy::mlplatform-dev-k8s-model-read"
+    account = k8s_plan.one("kubernetes:core/v1:ServiceAccount")
+    assert policy in account["options"]["dependsOn"]
+    assert policy in k8s_plan.one(DEPLOYMENT)["options"]["dependsOn"]
+
+
 def test_image_delivery_needs_no_init_container_or_role(replan: Any) -> None:
-    plan = replan("dev", {**KUBERNETES, "mlplatform:kubernetesModelDelivery": "image"})
+    plan = replan("dev", {**KUBERNETES, **IMAGE_DELIVERY})
+    assert server(plan.one(DEPLOYMENT))["image"] == BAKED_IMAGE
     pod = plan.one(DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
     assert pod.get("initContainers", []) == []
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
@@ -277,22 +357,47 @@ def test_the_metrics_adapter_adds_requests_per_second(replan: Any) -> None:
         {
             **KUBERNETES,
             "mlplatform:kubernetesMetricsAdapter": "true",
+            "mlplatform:kubernetesServiceMonitor": "true",
             "mlplatform:kubernetesTargetRequestsPerSecond": "40",
         },
     )
     metrics = plan.one(HPA)["inputs"]["spec"]["metrics"]
+    # The name prometheus-adapter's default rules give the server's counter (tests/test_kubernetes_metrics.py).
     assert metrics[1] == {
         "type": "Pods",
         "pods": {
-            "metric": {"name": "mlplatform_serving_requests_per_second"},
+            "metric": {"name": "mlplatform_serving_requests"},
             "target": {"type": "AverageValue", "averageValue": "40"},
         },
     }
 
 
-def test_disruption_budget_lets_one_pod_go_at_a_time_across_both_tracks(canary_plan: Plan) -> None:
-    spec = canary_plan.one("kubernetes:policy/v1:PodDisruptionBudget")["inputs"]["spec"]
-    assert spec == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/instance": "mlplatform"}}}
+def test_each_track_has_its_own_disruption_budget_that_lets_unready_pods_go(canary_plan: Plan) -> None:
+    """With one budget over both tracks, unready canary pods use up its one unavailable pod and every drain
+    blocks: an eviction is allowed only while the budget's healthy count holds (kubernetes.io, "Specifying a
+    Disruption Budget for your Application"). A budget per track keeps a failing canary to itself, and
+    `unhealthyPodEvictionPolicy: AlwaysAllow` lets running-but-unready pods be evicted regardless (KEP-3017:
+    alpha in 1.26, beta and on by default in 1.27, GA in 1.31)."""
+    budgets = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in canary_plan.of_type(PDB)}
+    assert budgets == {
+        f"model-server-{name}": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "mlplatform-prod", "track": name}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        }
+        for name in ("stable", "canary")
+    }
+
+
+@pytest.mark.parametrize(("version", "expected"), [("1.25", False), ("1.26", False), ("1.27", True), ("1.37", True)])
+def test_unhealthy_pod_eviction_policy_only_where_the_cluster_honours_it(
+    replan: Any, version: str, expected: bool
+) -> None:
+    """`unhealthyPodEvictionPolicy` is unknown to 1.25's API (the strict schema refuses it) and behind a feature
+    gate that is off by default in 1.26, where the API server drops it (KEP-3017 graduation: alpha 1.26, beta
+    1.27, stable 1.31; kubernetes.io PodDisruptionBudget v1 reference)."""
+    plan = replan("dev", {**KUBERNETES, "mlplatform:kubernetesClusterVersion": version})
+    assert ("unhealthyPodEvictionPolicy" in plan.one(PDB)["inputs"]["spec"]) is expected
 
 
 def test_network_policy_admits_only_the_named_namespaces_on_the_server_port(k8s_plan: Plan) -> None:
@@ -303,6 +408,22 @@ def test_network_policy_admits_only_the_named_namespaces_on_the_server_port(k8s_
     assert admitted == ["apps", "batch-scoring"]
     assert all(set(peer) == {"namespaceSelector"} for peer in rule["from"])
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_the_docs_say_what_the_network_policy_admits() -> None:
+    """The policy admits the listed namespaces only, not the model's own: the docs and the setting's
+    description must not promise more (they once said "and the model's own")."""
+    from pathlib import Path
+
+    from components.settings import KubernetesSettings
+    from tools.config_reference import field_docs
+
+    description = field_docs(KubernetesSettings)["allowed_namespaces"]
+    docs = (Path(__file__).parents[1] / "docs" / "kubernetes.md").read_text()
+    for text in (description, docs):
+        assert "admits only these and the model's own" not in text
+    assert "admits only these" in description
+    assert "not even the model's own namespace unless you list it" in docs
 
 
 def test_service_monitor_when_the_prometheus_operator_is_installed(replan: Any, k8s_plan: Plan) -> None:
@@ -321,7 +442,7 @@ def test_service_monitor_when_the_prometheus_operator_is_installed(replan: Any, 
         {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
     ]
     assert monitor["spec"]["podTargetLabels"] == ["track"]
-    service_labels = plan.one("kubernetes:core/v1:Service")["inputs"]["metadata"]["labels"]
+    service_labels = plan.one(SERVICE)["inputs"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
     # Prometheus's namespace is admitted to scrape.
     [rule] = plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy")["inputs"]["spec"]["ingress"]
@@ -343,8 +464,8 @@ def test_canary_runs_this_stacks_model_beside_the_pinned_stable_model(canary_pla
 
 
 def test_both_tracks_sit_behind_one_service_and_differ_only_in_the_track_label(canary_plan: Plan) -> None:
-    selector = canary_plan.one("kubernetes:core/v1:Service")["inputs"]["spec"]["selector"]
-    assert selector == {"app.kubernetes.io/instance": "mlplatform"}
+    selector = canary_plan.one(SERVICE)["inputs"]["spec"]["selector"]
+    assert selector == {"app.kubernetes.io/instance": "mlplatform-prod"}
     for name, label in (("model-server-stable", "stable"), ("model-server-canary", "canary")):
         deployment = track(canary_plan, DEPLOYMENT, name)["inputs"]["spec"]
         labels = deployment["template"]["metadata"]["labels"]
@@ -353,14 +474,20 @@ def test_both_tracks_sit_behind_one_service_and_differ_only_in_the_track_label(c
         assert deployment["selector"]["matchLabels"] == {**selector, "track": label}
 
 
-def test_canary_replica_ratio_follows_the_setting(canary_plan: Plan) -> None:
+def test_the_canary_is_a_fixed_number_of_pods_whose_share_never_exceeds_the_percent(canary_plan: Plan) -> None:
+    """kube-proxy sends each new connection to one ready endpoint of the Service, with equal probability
+    (kubernetes.io, "Virtual IPs and Service Proxies", iptables mode), so the canary's share of traffic is its
+    share of pods. An autoscaler of its own would grow a slower canary (more CPU per request) and with it the
+    share (tests/test_kubernetes_canary_share.py simulates it): the canary has a fixed size instead, rounded
+    down at the stable minimum, and only the stable pods scale."""
     stable = track(canary_plan, HPA, "model-server-stable")["inputs"]["spec"]
-    canary = track(canary_plan, HPA, "model-server-canary")["inputs"]["spec"]
     assert (stable["minReplicas"], stable["maxReplicas"]) == (4, 12)
-    # 20 % of the pods: 1 canary per 4 stable at the minimum, 3 per 12 at the maximum.
-    assert (canary["minReplicas"], canary["maxReplicas"]) == (1, 3)
-    assert canary["minReplicas"] / (canary["minReplicas"] + stable["minReplicas"]) == pytest.approx(0.20)
-    assert canary["maxReplicas"] / (canary["maxReplicas"] + stable["maxReplicas"]) == pytest.approx(0.20)
+    assert [r["inputs"]["metadata"]["name"] for r in canary_plan.of_type(HPA)] == ["model-server-stable"]
+    canary = track(canary_plan, DEPLOYMENT, "model-server-canary")["inputs"]["spec"]
+    # 20 %: 1 canary pod beside 4 stable pods at the minimum (20 %), beside 12 at the maximum (7.7 %).
+    assert canary["replicas"] == 1
+    assert canary["replicas"] / (canary["replicas"] + stable["minReplicas"]) <= 0.20
+    assert "replicas" not in track(canary_plan, DEPLOYMENT, "model-server-stable")["inputs"]["spec"]
 
 
 def test_promotion_drops_the_canary_and_rolls_the_stable_track_to_the_new_model(replan: Any) -> None:
@@ -385,3 +512,100 @@ def test_the_aws_side_of_the_kubernetes_target_passes_the_api_models_and_the_iam
     # ignores the findings parliament raises only because it does not know EKS OIDC providers.
     assert report.violations == []
     assert report.coverage["aws:iam/rolePolicy:RolePolicy"].resources >= 1
+
+
+# --- namespaces on a shared cluster ------------------------------------------------------------------------
+
+
+def test_each_stack_gets_its_own_namespace_by_default(k8s_plan: Plan, canary_plan: Plan) -> None:
+    """Since pulumi-kubernetes 4.29 a create no longer adopts an object that exists: the API server's
+    AlreadyExists fails the `up` (pulumi/pulumi-kubernetes CHANGELOG 4.29.0, #2926 "Use client-side create for
+    new resources instead of server-side apply"). One fixed namespace for every stack would make the second stack
+    on a cluster fail its first `up`, so the default is `mlplatform-<stack>`."""
+    names = {
+        plan.stack: plan.one("kubernetes:core/v1:Namespace")["inputs"]["metadata"]["name"]
+        for plan in (k8s_plan, canary_plan)
+    }
+    assert names == {"dev": "mlplatform-dev", "prod": "mlplatform-prod"}
+    for plan in (k8s_plan, canary_plan):
+        namespaced = [r for r in kubernetes_resources(plan) if r["type"] != "kubernetes:core/v1:Namespace"]
+        assert {r["inputs"]["metadata"]["namespace"] for r in namespaced} == {names[plan.stack]}
+    assert k8s_plan.outputs["kubernetesNamespace"] == "mlplatform-dev"
+    assert k8s_plan.outputs["kubernetesServiceUrl"] == "http://model-server.mlplatform-dev.svc.cluster.local"
+
+
+def test_a_stack_can_deploy_into_a_namespace_that_already_exists(replan: Any) -> None:
+    """A namespace the platform team created is used, never created (creating it would fail with AlreadyExists
+    since pulumi-kubernetes 4.29), and so never deleted with the stack."""
+    plan = replan(
+        "prod",
+        {**KUBERNETES, "mlplatform:kubernetesNamespace": "team-churn", "mlplatform:kubernetesCreateNamespace": "false"},
+    )
+    assert plan.of_type("kubernetes:core/v1:Namespace") == []
+    assert {r["inputs"]["metadata"]["namespace"] for r in kubernetes_resources(plan)} == {"team-churn"}
+    assert plan.outputs["kubernetesNamespace"] == "team-churn"
+    role = plan.named("mlplatform-prod-k8s-model-role")["inputs"]
+    [trust] = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert "system:serviceaccount:team-churn:model-server" in trust["Condition"]["StringEquals"].values()
+
+
+# --- weighted canary routing (Gateway API for service mesh) ------------------------------------------------
+
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+WEIGHTED = {**KUBERNETES, **CANARY, "mlplatform:kubernetesCanaryRouting": "gateway-api"}
+
+
+@pytest.fixture(scope="module")
+def weighted_plan() -> Plan:
+    return plan_with("prod", WEIGHTED)
+
+
+def test_weighted_routing_splits_requests_by_the_percent_through_an_httproute(weighted_plan: Plan) -> None:
+    """Gateway API for service mesh (GAMMA, gateway-api.sigs.k8s.io/mesh, standard channel since v1.1): an
+    HTTPRoute whose parentRef is a Service (group "", kind Service) configures the mesh for requests to that
+    Service, and each request goes to a backendRef in proportion to weight / sum of weights (HTTPBackendRef
+    `weight`, gateway.networking.k8s.io/v1 HTTPRoute reference). The split is per request, so it holds whatever
+    the pod counts and the clients' keep-alive connections."""
+    route = weighted_plan.one(ROUTE)["inputs"]
+    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": "model-server", "port": 80}]
+    [rule] = route["spec"]["rules"]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [
+        ("model-server-stable", 80),
+        ("model-server-canary", 20),
+    ]
+    services = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in weighted_plan.of_type(SERVICE)}
+    instance = {"app.kubernetes.io/instance": "mlplatform-prod"}
+    assert services["model-server-stable"]["selector"] == {**instance, "track": "stable"}
+    assert services["model-server-canary"]["selector"] == {**instance, "track": "canary"}
+    # Without a mesh the route does nothing: the Service then reaches only the stable pods, never an unplanned
+    # share of canary pods.
+    assert services["model-server"]["selector"] == {**instance, "track": "stable"}
+
+
+def test_a_weighted_canary_scales_on_its_own_load(weighted_plan: Plan) -> None:
+    canary = track(weighted_plan, HPA, "model-server-canary")["inputs"]["spec"]
+    # Its share is fixed by weight, so a slower canary may grow to serve it: from what 20 % needs beside the
+    # stable minimum (1 pod beside 4) up to the stable maximum.
+    assert (canary["minReplicas"], canary["maxReplicas"]) == (1, 12)
+    assert "replicas" not in track(weighted_plan, DEPLOYMENT, "model-server-canary")["inputs"]["spec"]
+
+
+def test_the_service_monitor_scrapes_every_pod_exactly_once(replan: Any) -> None:
+    """A ServiceMonitor scrapes the endpoints of every Service it selects (prometheus-operator API reference,
+    ServiceMonitorSpec `selector`): a pod behind two selected Services would be scraped twice and the adapter's
+    request rate (a sum per pod) would double."""
+    for routing in ("pods", "gateway-api"):
+        plan = replan(
+            "prod",
+            {**WEIGHTED, "mlplatform:kubernetesCanaryRouting": routing, "mlplatform:kubernetesServiceMonitor": "true"},
+        )
+        selector = plan.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]["spec"]["selector"]
+        selected = [
+            r["inputs"]["spec"]["selector"]
+            for r in plan.of_type(SERVICE)
+            if selector["matchLabels"].items() <= r["inputs"]["metadata"]["labels"].items()
+        ]
+        for name in ("stable", "canary"):
+            labels = track(plan, DEPLOYMENT, f"model-server-{name}")["inputs"]["spec"]["template"]["metadata"]["labels"]
+            assert sum(s.items() <= labels.items() for s in selected) == 1, (routing, name)

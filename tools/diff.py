@@ -188,9 +188,15 @@ def track_views(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, dic
             continue
         containers = template.get("spec", {}).get("containers") or [{}]
         hpa = autoscalers.get((metadata.get("namespace"), metadata.get("name")), {})
+        if hpa:
+            pods: tuple[int, int] | None = (int(hpa.get("minReplicas", 1)), int(hpa.get("maxReplicas", 1)))
+        elif "replicas" in spec:  # a fixed-size track (the canary with pod routing)
+            pods = (int(spec["replicas"]), int(spec["replicas"]))
+        else:
+            pods = None
         views.setdefault(str(metadata.get("namespace")), {})[track] = {
             "image": containers[0].get("image"),
-            "pods": (int(hpa.get("minReplicas", 1)), int(hpa.get("maxReplicas", 1))) if hpa else None,
+            "pods": pods,
         }
     for tracks in views.values():
         stable, canary = tracks.get("stable"), tracks.get("canary")
