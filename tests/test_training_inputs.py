@@ -166,7 +166,7 @@ def test_cuda_request_without_a_gpu_fails_clearly(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     ml = _layout(tmp_path, {"device": "cuda", "epochs": "1"})
-    _fails_with(ml, "'cuda' was requested but no CUDA device is available")
+    _fails_with(ml, "hyperparameter 'device' is 'cuda', but no CUDA device is usable", "refusing to train on the CPU")
 
 
 def test_bad_resourceconfig_fails(tmp_path: Path) -> None:
