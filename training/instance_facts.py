@@ -142,7 +142,7 @@ def plan_training(instance_type: str, instance_count: int, *, key: str = INSTANC
             raise InstancePlanError(
                 f"{key}: {instance_type!r} is not in the table of GPU instance types "
                 f"(training/instance_facts.py, GPU_INSTANCES), so its GPU count is unknown; "
-                f"allowed: {', '.join(sorted(t for t, (m, _) in GPU_INSTANCES.items() if _usable(m)))} or a CPU type"
+                f"allowed: a CPU type or a size listed there of {_allowed_gpu_families()}"
             )
         return TrainingLayout(instance_type, instance_count, 0, None)
     model, count = known
@@ -167,8 +167,8 @@ def _allowed_gpu_families() -> str:
 
 def hyperparameters_for(layout: TrainingLayout) -> dict[str, str]:
     """Hyperparameters the stack passes for this layout: the device, so a GPU job never falls back to the
-    CPU, and the expected GPUs per host, so a host that shows fewer fails at start instead of idling GPUs."""
-    return {"device": layout.device, "expected_gpus_per_host": str(layout.gpus_per_host)}
+    CPU. (The container also reads its instance type from resourceconfig.json and checks its GPU count.)"""
+    return {"device": layout.device}
 
 
 def network_problems(

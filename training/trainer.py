@@ -321,6 +321,15 @@ def run_key(data: TrainingData, hp: Hyperparameters) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def parameters_digest(module: nn.Module) -> str:
+    """sha256 over the module's state (names, shapes and bytes), in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
@@ -486,7 +495,13 @@ def train(
 
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # find_unused_parameters keeps DDP's gradient buckets as first laid out: otherwise the reducer
+        # rebuilds them once after the first step (torch/csrc/distributed/c10d/reducer.hpp,
+        # should_rebuild_buckets), so a resumed run's first step would sum gradients over more than two
+        # processes in another order than the uninterrupted run, and resume would not be bit-exact.
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
     # Fused AdamW: one kernel for the whole update; capturable keeps its step counter on the GPU for graphs.
     optimizer = torch.optim.AdamW(
         net.parameters(),
@@ -624,6 +639,9 @@ def train(
             best["epoch"],
         )
 
+    # Every replica must hold the same weights (data parallelism averages the gradients): each process logs a
+    # digest of its final parameters, so a divergence shows in the logs of a real job as in the tests.
+    LOG.info("process %d: final parameters sha256 %s", rank, parameters_digest(model))
     result_model: TabularClassifier | None = None
     if rank == 0 and best["model"] is not None:
         model.load_state_dict(best["model"])
