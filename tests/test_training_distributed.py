@@ -260,7 +260,10 @@ def test_a_failed_peer_ends_the_other_host_within_a_minute_with_the_cause(tmp_pa
         while not (workers := _workers(processes["algo-2"].pid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert workers, "host algo-2 started no worker"
-        time.sleep(8)  # let them load the data and train a while
+        # The first process writes the drift baseline once every process has read its data: training runs.
+        while not (roots["algo-1"].model / "baseline" / "statistics.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)
         assert processes["algo-1"].poll() is None, processes["algo-1"].communicate()[1][-3000:]
         _signal(workers[0], signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         started = time.monotonic()

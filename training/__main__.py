@@ -86,14 +86,14 @@ def run_worker(ml: MLRoot, hp: Hyperparameters, identity: WorkerIdentity, plan: 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     rendezvous: Rendezvous | None = None
-    if identity.distributed:
-        rendezvous = Rendezvous(
-            identity,
-            "nccl" if device.type == "cuda" else "gloo",
-            rendezvous_timeout=hp.rendezvous_timeout_seconds,
-            collective_timeout=hp.collective_timeout_seconds,
-        )
     try:
+        if identity.distributed:
+            rendezvous = Rendezvous(
+                identity,
+                "nccl" if device.type == "cuda" else "gloo",
+                rendezvous_timeout=hp.rendezvous_timeout_seconds,
+                collective_timeout=hp.collective_timeout_seconds,
+            )
         distribution = load_distribution(ml.input_data_config, "train")
         if identity.world_size > 1 and load_distribution(ml.input_data_config, "validation") != "FullyReplicated":
             raise TrainingInputError(
@@ -129,7 +129,7 @@ def run_worker(ml: MLRoot, hp: Hyperparameters, identity: WorkerIdentity, plan: 
                 LOG.info("model written to %s", ml.model)
         return 0
     except Exception as exc:
-        if rendezvous is not None and _is_collective_error(exc):
+        if identity.distributed and _is_collective_error(exc):
             raise CollectiveFailure(describe_collective_failure(exc, identity)) from exc
         raise
     finally:
@@ -144,11 +144,12 @@ class CollectiveFailure(RuntimeError):
 def _is_collective_error(exc: BaseException) -> bool:
     import torch.distributed as dist
 
-    return isinstance(exc, dist.DistBackendError | dist.DistNetworkError | dist.DistStoreError) or (
-        type(exc).__name__ in {"DistError", "DistBackendError", "DistNetworkError", "DistStoreError"}
-        or "gloo" in str(exc).lower()
-        or "nccl" in str(exc).lower()
-    )
+    if isinstance(exc, dist.DistError):
+        return True
+    # gloo reports a timed-out or broken pair as a plain RuntimeError ("Application timeout caused pair
+    # closure", "Connection closed by peer").
+    text = str(exc).lower()
+    return any(s in text for s in ("gloo", "nccl", "pair closure", "timeout", "timed out", "connection"))
 
 
 def worker_command(ml: MLRoot) -> int:

@@ -241,6 +241,9 @@ class Rendezvous:
             identity.master_addr, identity.master_port, is_master=False, timeout=self.timeout, wait_for_workers=False
         )
         self.store = dist.PrefixStore("mlplatform", store)
+        # The backend connects every pair of processes when the group is created, waiting only the group's
+        # (short) timeout: wait for all of them at the store first, with the long one.
+        self.exchange("started", identity.host)
         dist.init_process_group(
             backend,
             store=dist.PrefixStore("process-group", store),
