@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -95,15 +95,15 @@ def _finish(processes: dict[str, subprocess.Popen[str]], timeout: float = 300) -
 
 
 def _workers(pid: int) -> list[int]:
-    run = subprocess.run(["pgrep", "-P", str(pid), "-f", "training worker"], capture_output=True, text=True)
+    run = subprocess.run(
+        ["pgrep", "-P", str(pid), "-f", "training worker"], capture_output=True, text=True, check=False
+    )
     return [int(p) for p in run.stdout.split()]
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _digests(stderr: str) -> dict[int, str]:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def _epochs_checkpointed(ml: MLRoot) -> list[int]:
     )
 
 
-def _manifest(ml: MLRoot) -> dict[str, object]:
+def _manifest(ml: MLRoot) -> dict[str, Any]:
     return json.loads((ml.model / "manifest.json").read_text(encoding="utf-8"))
 
 
@@ -138,7 +139,7 @@ def test_sigterm_leaves_a_checkpoint_and_the_best_model_so_far_and_resumes_exact
         time.sleep(0.005)
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
-    out, err = process.communicate(timeout=120)
+    _out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err[-3000:]
     assert time.monotonic() - signalled < 100, "the model must be written within SageMaker's 120 s grace"
     assert "received SIGTERM: finishing the current step" in err

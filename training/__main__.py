@@ -230,11 +230,7 @@ def _worker_failure(exc: object, failure_dir: Path, cluster: Cluster) -> str:
     if reasons:
         return reasons[0].read_text(encoding="utf-8").strip()
     rank, failure = exc.get_first_failure()  # type: ignore[attr-defined]
-    how = (
-        f"was killed by {failure.signal_name()}"
-        if failure.exitcode < 0
-        else f"exited with status {failure.exitcode}"
-    )
+    how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with status {failure.exitcode}"
     hint = " (SIGKILL usually means the host ran out of memory)" if failure.signal_name() == "SIGKILL" else ""
     return f"training process rank {rank} (local rank {failure.local_rank}) on host {cluster.current_host} {how}{hint}"
 

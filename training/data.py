@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 

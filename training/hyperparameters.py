@@ -160,9 +160,7 @@ def _parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(key: str, raw: str) -> str:
         value = raw.strip().lower()
         if value not in choices:
-            raise TrainingInputError(
-                f"hyperparameter {key!r}: {raw!r} is not allowed; allowed: {', '.join(choices)}"
-            )
+            raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not allowed; allowed: {', '.join(choices)}")
         return value
 
     return parse

@@ -6,6 +6,7 @@ Kept apart from the training loop so each rule is a small function tested with f
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -13,8 +14,8 @@ import pickle
 import re
 import signal
 import threading
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -95,7 +96,12 @@ def _no_gpu_message(reason: str, probe: CudaProbe) -> str:
     else:
         parts.append(f"the host's NVIDIA driver is {probe.driver}")
         major = probe.driver.split(".")[0]
-        if probe.torch_cuda and probe.torch_cuda.startswith("13.") and major.isdigit() and int(major) < CUDA13_MIN_DRIVER:
+        if (
+            probe.torch_cuda
+            and probe.torch_cuda.startswith("13.")
+            and major.isdigit()
+            and int(major) < CUDA13_MIN_DRIVER
+        ):
             parts.append(f"CUDA 13 needs driver {CUDA13_MIN_DRIVER} or newer")
     if probe.error:
         parts.append(f"torch says: {probe.error}")
@@ -237,16 +243,18 @@ class Rendezvous:
         self.identity = identity
         self.timeout = timedelta(seconds=rendezvous_timeout)
         # A client of the agents' store (torchrun's static rendezvous runs its server in the first host's agent).
-        store = dist.TCPStore(
+        # TCPStore and PrefixStore are public (documented under torch.distributed "Distributed Key-Value
+        # Store"), but the package's stubs do not re-export them.
+        store = dist.TCPStore(  # pyright: ignore[reportPrivateImportUsage]
             identity.master_addr, identity.master_port, is_master=False, timeout=self.timeout, wait_for_workers=False
         )
-        self.store = dist.PrefixStore("mlplatform", store)
+        self.store = dist.PrefixStore("mlplatform", store)  # pyright: ignore[reportPrivateImportUsage]
         # The backend connects every pair of processes when the group is created, waiting only the group's
         # (short) timeout: wait for all of them at the store first, with the long one.
         self.exchange("started", identity.host)
         dist.init_process_group(
             backend,
-            store=dist.PrefixStore("process-group", store),
+            store=dist.PrefixStore("process-group", store),  # pyright: ignore[reportPrivateImportUsage]
             rank=identity.rank,
             world_size=identity.world_size,
             timeout=timedelta(seconds=collective_timeout),
@@ -255,10 +263,10 @@ class Rendezvous:
     def exchange(self, key: str, value: Any) -> list[Any]:
         """All-gather through the store with the long timeout (used while hosts still read their data)."""
         me = self.identity
-        self.store.set(f"{key}/{me.rank}", pickle.dumps(value))
+        self.store.set(f"{key}/{me.rank}", base64.b64encode(pickle.dumps(value)).decode("ascii"))
         keys = [f"{key}/{r}" for r in range(me.world_size)]
         self.store.wait(keys, self.timeout)
-        return [pickle.loads(self.store.get(k)) for k in keys]
+        return [pickle.loads(base64.b64decode(self.store.get(k))) for k in keys]
 
     def close(self) -> None:
         import torch.distributed as dist

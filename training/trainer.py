@@ -398,7 +398,9 @@ def use_cuda_graph(hp: Hyperparameters, device: torch.device, world_size: int) -
         return False
     if hp.cuda_graph == "true":
         if device.type != "cuda":
-            raise TrainingInputError("hyperparameter 'cuda_graph': 'true' needs device 'cuda'; allowed here: auto, false")
+            raise TrainingInputError(
+                "hyperparameter 'cuda_graph': 'true' needs device 'cuda'; allowed here: auto, false"
+            )
         if world_size > 1:
             raise TrainingInputError(
                 "hyperparameter 'cuda_graph': 'true' is for a single process; with several, a collective "
