@@ -70,6 +70,10 @@ def test_demo_hyperparameters_round_trip_through_strings() -> None:
         ({"learning_rate": "fast"}, ["'learning_rate'", "'fast'", "not a number"]),
         ({"hidden_units": "256,x"}, ["'hidden_units'", "'256,x'", "comma-separated"]),
         ({"device": "tpu"}, ["'device'", "'tpu'", "auto, cpu, cuda"]),
+        ({"cuda_graph": "yes"}, ["'cuda_graph'", "'yes'", "auto, true, false"]),
+        ({"learning_rate_scaling": "cubic"}, ["'learning_rate_scaling'", "sqrt, linear, none"]),
+        ({"collective_timeout_seconds": "1"}, ["'collective_timeout_seconds'", "[5, 3600]"]),
+        ({"processes_per_host": "-1"}, ["'processes_per_host'", "[0, 64]"]),
         ({"categorical_columns": "a,,b"}, ["'categorical_columns'", "'a,,b'", "comma-separated column names"]),
         ({"epochs": True}, ["'epochs'", "True", "allowed: a string"]),
     ],
@@ -166,7 +170,7 @@ def test_cuda_request_without_a_gpu_fails_clearly(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     ml = _layout(tmp_path, {"device": "cuda", "epochs": "1"})
-    _fails_with(ml, "'cuda' was requested but no CUDA device is available")
+    _fails_with(ml, "hyperparameter 'device' is 'cuda', but no CUDA device is usable", "refusing to train on the CPU")
 
 
 def test_bad_resourceconfig_fails(tmp_path: Path) -> None:

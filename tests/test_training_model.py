@@ -116,12 +116,12 @@ def test_manifest_describes_features_classes_and_io(synthetic_model: MLRoot) -> 
     assert set(manifest["metrics"]) == {"val_auc", "val_accuracy", "val_log_loss"}
 
 
-def test_data_fingerprint_is_the_sha256_of_the_files_as_read(synthetic_model: MLRoot) -> None:
+def test_data_fingerprint_is_the_sha256_over_each_files_path_size_and_sha256(synthetic_model: MLRoot) -> None:
+    """Per-file digests, so the fingerprint is the same whichever process read which file."""
     digest = hashlib.sha256()
     for channel in ("train", "validation"):
         raw = (synthetic_model.channel(channel) / f"{channel}.csv").read_bytes()
-        digest.update(f"{channel}/{channel}.csv\0{len(raw)}\0".encode())
-        digest.update(raw)
+        digest.update(f"{channel}/{channel}.csv\0{len(raw)}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
     assert _json(synthetic_model.model / "manifest.json")["data_fingerprint"] == digest.hexdigest()
 
 
@@ -248,6 +248,7 @@ def test_patience_stops_training_and_keeps_the_best_epoch(tmp_path: Path) -> Non
     hyperparameters = {
         "epochs": "200",
         "patience": "2",
+        "validation_interval": "1",
         "learning_rate": "0.05",
         "batch_size": "32",
         "hidden_units": "128,128",

@@ -1,24 +1,47 @@
-"""Command line: `train` (what SageMaker runs), `demo-data` and `synthetic` (local layouts to train on)."""
+"""Command line: `train` (what SageMaker runs), `demo-data` and `synthetic` (local layouts to train on).
+
+`train` decides how the job runs on this host: one process on the CPU or a single GPU, else one process per
+GPU (and per host) started by torchrun's launcher, as SageMaker's own PyTorch toolkit does
+(sagemaker-training-toolkit, `torch_distributed.TorchDistributedRunner`). Each of those runs `worker`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import platform
+import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.artifacts import write_model_directory
-from training.data import load_training_data
 from training.demo import write_demo_data, write_synthetic_data
 from training.errors import TrainingInputError
-from training.hyperparameters import load_hyperparameters
-from training.layout import DEFAULT_ML_ROOT, MLRoot, load_cluster
-from training.trainer import train
+from training.hyperparameters import Hyperparameters, load_hyperparameters
+from training.layout import DEFAULT_ML_ROOT, Cluster, MLRoot, load_cluster, load_distribution
+from training.runtime import (
+    FAILURE_DIR_ENV,
+    CudaProbe,
+    DevicePlan,
+    Rendezvous,
+    StopFlag,
+    WorkerIdentity,
+    choose_device,
+    describe_collective_failure,
+    probe_cuda,
+    processes_per_host,
+    stop_handler,
+)
 
 LOG = logging.getLogger("training")
 FAILURE_LIMIT = 1000  # SageMaker keeps the first 1024 characters of the failure reason
+DEVICE_ENV = "MLPLATFORM_DEVICE"
+SHUTDOWN_TIMEOUT_SECONDS = 100
+"""How long the launcher lets its workers finish after SIGTERM (a checkpoint and the best model) before it
+kills them: inside SageMaker's 120 s between SIGTERM and SIGKILL."""
 
 
 def write_failure(ml: MLRoot, reason: str) -> None:
@@ -32,25 +55,200 @@ def write_failure(ml: MLRoot, reason: str) -> None:
     LOG.error("training failed: %s", line)
 
 
-def run_training(ml: MLRoot) -> None:
-    """Read the contract's inputs, train, and (on the first host) write the model directory."""
-    hp = load_hyperparameters(ml.hyperparameters)
-    LOG.info("hyperparameters: %s", hp.as_json())
-    cluster = load_cluster(ml.resource_config)
-    data = load_training_data(ml, hp.target, hp.max_categories, hp.categorical_columns)
-    LOG.info("data fingerprint %s", data.fingerprint)
-    result = train(data, hp, cluster, ml)
-    if cluster.rank == 0:
-        write_model_directory(data, hp, result, ml.model)
-        LOG.info("model written to %s", ml.model)
-    else:
-        LOG.info("host %s (rank %d) done; the first host writes the model", cluster.current_host, cluster.rank)
+def log_environment(probe: CudaProbe, cluster: Cluster) -> None:
+    import torch
+
+    LOG.info(
+        "torch %s (CUDA build %s), python %s, NVIDIA driver %s, %d CUDA device(s)%s; host %s of %d, instance type %s",
+        torch.__version__,
+        probe.torch_cuda or "none",
+        platform.python_version(),
+        probe.driver or "none",
+        probe.device_count,
+        f" ({', '.join(probe.devices)})" if probe.devices else "",
+        cluster.current_host,
+        cluster.world_size,
+        cluster.instance_type or "unknown",
+    )
+
+
+def run_worker(ml: MLRoot, hp: Hyperparameters, identity: WorkerIdentity, plan: DevicePlan, stop: StopFlag) -> int:
+    """Train as one process of the job; the first process writes the model directory."""
+    import torch
+
+    from training.artifacts import prepare_model_directory, write_model_directory
+    from training.data import Sharding, load_training_data, local_exchange
+    from training.trainer import train
+
+    if hp.num_threads:
+        torch.set_num_threads(hp.num_threads)
+    device = torch.device("cuda", identity.local_rank) if plan.type == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    rendezvous: Rendezvous | None = None
+    try:
+        if identity.distributed:
+            rendezvous = Rendezvous(
+                identity,
+                "nccl" if device.type == "cuda" else "gloo",
+                rendezvous_timeout=hp.rendezvous_timeout_seconds,
+                collective_timeout=hp.collective_timeout_seconds,
+            )
+        distribution = load_distribution(ml.input_data_config, "train")
+        if identity.world_size > 1 and load_distribution(ml.input_data_config, "validation") != "FullyReplicated":
+            raise TrainingInputError(
+                "channel 'validation' must be FullyReplicated: the first process validates on all of it"
+            )
+        sharding = Sharding(
+            rank=identity.rank,
+            world=identity.world_size,
+            local_rank=identity.local_rank,
+            local_world=identity.local_world_size,
+            host=identity.host,
+            train_distribution=distribution,
+        )
+        data = load_training_data(
+            ml,
+            hp.target,
+            hp.max_categories,
+            hp.categorical_columns,
+            sharding=sharding,
+            exchange=rendezvous.exchange if rendezvous else local_exchange,
+            seed=hp.seed,
+            read_validation=identity.rank == 0,
+        )
+        if identity.rank == 0:
+            LOG.info("data fingerprint %s; %d training rows in all", data.fingerprint, data.train_rows_total)
+            prepare_model_directory(data, ml.model)
+        result = train(data, hp, ml, identity=identity, device=device, stop=stop)
+        if identity.rank == 0:
+            if result.model is None:
+                LOG.warning("stopped before the first training step: there is no model to write")
+            else:
+                write_model_directory(data, hp, result, ml.model)
+                LOG.info("model written to %s", ml.model)
+        return 0
+    except Exception as exc:
+        if identity.distributed and _is_collective_error(exc):
+            raise CollectiveFailure(describe_collective_failure(exc, identity)) from exc
+        raise
+    finally:
+        if rendezvous is not None:
+            rendezvous.close()
+
+
+class CollectiveFailure(RuntimeError):
+    """A collective failed because another process of the job did (its reason is the one-line message)."""
+
+
+def _is_collective_error(exc: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    # gloo reports a timed-out or broken pair as a plain RuntimeError ("Application timeout caused pair
+    # closure", "Connection closed by peer").
+    text = str(exc).lower()
+    return any(s in text for s in ("gloo", "nccl", "pair closure", "timeout", "timed out", "connection"))
+
+
+def worker_command(ml: MLRoot) -> int:
+    """One process started by the launcher (torchrun's environment tells its rank); reports failures to it."""
+    failure_dir = os.environ.get(FAILURE_DIR_ENV)
+    identity: WorkerIdentity | None = None
+    try:
+        hp = load_hyperparameters(ml.hyperparameters)
+        cluster = load_cluster(ml.resource_config)
+        identity = WorkerIdentity.from_torchrun(dict(os.environ), cluster.current_host)
+        plan = DevicePlan(os.environ.get(DEVICE_ENV, "cpu"), identity.local_world_size)
+        with stop_handler(StopFlag()) as stop:
+            return run_worker(ml, hp, identity, plan, stop)
+    except Exception as exc:
+        if not isinstance(exc, TrainingInputError | CollectiveFailure):
+            traceback.print_exc()
+        reason = str(exc) if isinstance(exc, TrainingInputError | CollectiveFailure) else f"{type(exc).__name__}: {exc}"
+        if failure_dir and identity is not None:
+            Path(failure_dir, f"rank-{identity.rank:05d}").write_text(" ".join(reason.split()) + "\n", encoding="utf-8")
+        LOG.error("process failed: %s", reason)
+        return 1
+
+
+def launch(ml: MLRoot, hp: Hyperparameters, cluster: Cluster, per_host: int, plan: DevicePlan) -> int:
+    """Start `per_host` workers on this host with torchrun's launcher (static rendezvous on the first host,
+    no restarts), and turn what ended them into /opt/ml/output/failure."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    failure_dir = Path(tempfile.mkdtemp(prefix="mlplatform-workers-"))
+    os.environ[FAILURE_DIR_ENV] = str(failure_dir)
+    os.environ[DEVICE_ENV] = plan.type
+    os.environ.setdefault("OMP_NUM_THREADS", str(hp.num_threads or 1))
+    if cluster.network_interface:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", cluster.network_interface)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", cluster.network_interface)
+    LOG.info(
+        "starting %d %s process(es) on host %s (%d of %d), %d in all; rendezvous %s:%d",
+        per_host,
+        plan.type,
+        cluster.current_host,
+        cluster.node_rank + 1,
+        cluster.world_size,
+        per_host * cluster.world_size,
+        cluster.master_addr,
+        cluster.master_port,
+    )
+    config = LaunchConfig(
+        min_nodes=cluster.world_size,
+        max_nodes=cluster.world_size,
+        nproc_per_node=per_host,
+        run_id="mlplatform-training",
+        rdzv_backend="static",
+        rdzv_endpoint=f"{cluster.master_addr}:{cluster.master_port}",
+        rdzv_configs={"rank": cluster.node_rank, "timeout": hp.rendezvous_timeout_seconds},
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", "training", "worker", "--ml-root", str(ml.root))
+        return 0
+    except SignalException as exc:
+        LOG.warning("stopped by %s: the workers wrote a checkpoint and the best model so far", exc.sigval.name)
+        return 0
+    except ChildFailedError as exc:
+        write_failure(ml, _worker_failure(exc, failure_dir, cluster))
+        return 1
+    finally:
+        shutil.rmtree(failure_dir, ignore_errors=True)
+
+
+def _worker_failure(exc: object, failure_dir: Path, cluster: Cluster) -> str:
+    """The earliest reason a worker of this host wrote, else how the first failed worker ended."""
+    reasons = sorted(failure_dir.glob("rank-*"), key=lambda p: (p.stat().st_mtime, p.name))
+    if reasons:
+        return reasons[0].read_text(encoding="utf-8").strip()
+    rank, failure = exc.get_first_failure()  # type: ignore[attr-defined]
+    how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with status {failure.exitcode}"
+    hint = " (SIGKILL usually means the host ran out of memory)" if failure.signal_name() == "SIGKILL" else ""
+    return f"training process rank {rank} (local rank {failure.local_rank}) on host {cluster.current_host} {how}{hint}"
 
 
 def train_command(ml: MLRoot) -> int:
     ml.failure.unlink(missing_ok=True)
     try:
-        run_training(ml)
+        hp = load_hyperparameters(ml.hyperparameters)
+        LOG.info("hyperparameters: %s", hp.as_json())
+        cluster = load_cluster(ml.resource_config)
+        probe = probe_cuda()
+        log_environment(probe, cluster)
+        plan = choose_device(hp.device, cluster.instance_type, probe)
+        per_host = processes_per_host(hp.processes_per_host, plan)
+        if per_host * cluster.world_size > 1:
+            return launch(ml, hp, cluster, per_host, plan)
+        with stop_handler(StopFlag()) as stop:
+            return run_worker(ml, hp, WorkerIdentity(host=cluster.current_host), plan, stop)
     except TrainingInputError as exc:
         write_failure(ml, str(exc))
         return 1
@@ -58,7 +256,6 @@ def train_command(ml: MLRoot) -> int:
         traceback.print_exc()
         write_failure(ml, f"{type(exc).__name__}: {exc}")
         return 2
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     root_help = f"the SageMaker ml root (default {DEFAULT_ML_ROOT})"
     train = sub.add_parser("train", help="train per the SageMaker training contract")
     train.add_argument("--ml-root", type=Path, default=DEFAULT_ML_ROOT, help=root_help)
+    worker = sub.add_parser("worker", help="one training process (started by `train` through torchrun)")
+    worker.add_argument("--ml-root", type=Path, default=DEFAULT_ML_ROOT, help=root_help)
     demo = sub.add_parser("demo-data", help="lay out the breast cancer demo data and default hyperparameters")
     demo.add_argument("--ml-root", type=Path, required=True, help="where to lay out input/")
     demo.add_argument("--seed", type=int, default=42)
@@ -90,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ml = MLRoot(args.ml_root)
     if args.command == "train":
         return train_command(ml)
+    if args.command == "worker":
+        return worker_command(ml)
     if args.command == "demo-data":
         write_demo_data(ml, seed=args.seed)
     else:

@@ -112,15 +112,23 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
     }
 
 
-def _write_baseline(data: TrainingData, out_dir: Path) -> None:
-    """Baseline statistics/constraints of the training features (not the label), for drift monitoring."""
+def prepare_model_directory(data: TrainingData, out_dir: Path) -> None:
+    """Before training: drop a previous run's manifest (its presence means "complete") and write the drift
+    baseline, which depends on the data only, so a stop request leaves only the export to do in its grace
+    period. The baseline describes the training features this process read (all of them on one process;
+    its share of the files or rows with several)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_baseline(data.train_features, out_dir)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    baseline = out_dir / BASELINE_DIR
+    baseline.mkdir(parents=True, exist_ok=True)
+    write_baseline(data.train_features, baseline)
 
 
 def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
     """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if result.model is None or data.validation is None:
+        raise RuntimeError("write_model_directory needs trained weights and the validation split")
     model = result.model.cpu().eval()
     validation = data.validation
     torch_probabilities = predict_probabilities(model, to_device(validation, torch.device("cpu")))
@@ -155,12 +163,15 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
             "device": result.device,
-            "hosts": result.world_size,
+            "processes": result.world_size,
+            "stopped_by_signal": result.stop,
+            "host_seconds": {k: round(float(v), 4) for k, v in result.timings.items()},
             "history": result.history,
         },
     }
     _write_json(out_dir / EVALUATION_FILE, evaluation)
-    _write_baseline(data, out_dir / BASELINE_DIR)
+    if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
+        prepare_model_directory(data, out_dir)
     metrics = {"val_auc": fp32["auc"], "val_accuracy": fp32["accuracy"], "val_log_loss": fp32["log_loss"]}
     # The manifest is written last: its presence says the directory is complete.
     _write_json(out_dir / MANIFEST_FILE, build_manifest(data, hp, metrics))

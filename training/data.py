@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -71,11 +72,16 @@ class TrainingData:
 
     schema: FeatureSchema
     train: EncodedSplit
-    validation: EncodedSplit
+    """This process's share of the `train` channel."""
+    validation: EncodedSplit | None
+    """The whole `validation` channel, where it was read (the first process validates)."""
     train_features: pd.DataFrame
-    """The training features as read (numeric columns numeric, categorical as strings), for the baseline."""
+    """This process's training features as read (numeric columns numeric, categorical as strings), for the
+    drift baseline."""
     fingerprint: str
-    """sha256 over the channel files' bytes as read, with their channel and relative path."""
+    """`fingerprint_of` every train file of the job and the validation files, where they were read."""
+    train_rows_total: int = 0
+    """Rows of the `train` channel across all processes."""
 
 
 def channel_files(ml: MLRoot, channel: str) -> list[Path]:
@@ -111,8 +117,60 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _read_file(channel: str, name: str, raw: bytes) -> pd.DataFrame:
-    """Read one file; CSV cells stay strings so categorical values keep the exact text a client will send."""
+@dataclass(frozen=True)
+class ChannelFile:
+    """One data file of a channel: its path relative to the channel folder and its size."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Which rows of the `train` channel this process trains on, among all processes of the job.
+
+    SageMaker gives every host every file (`FullyReplicated`) or each host a disjoint set of whole files
+    (`ShardedByS3Key`, CreateTrainingJob's S3DataSource.S3DataDistributionType). The processes that share a
+    set of files split it by whole files when there are at least as many files as processes, else by rows
+    (a seeded permutation, `rank::world`), so no process parses rows it does not train on unless it must.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    host: str = "algo-1"
+    train_distribution: str = "FullyReplicated"
+
+
+Exchange = Callable[[str, Any], list[Any]]
+"""All-gather of a picklable value among every process of the job, by key: element i comes from rank i."""
+
+
+def local_exchange(key: str, value: Any) -> list[Any]:
+    """The exchange of a job with one process."""
+    return [value]
+
+
+def channel_listing(ml: MLRoot, channel: str) -> list[ChannelFile]:
+    directory = ml.channel(channel)
+    return [ChannelFile(p.relative_to(directory).as_posix(), p.stat().st_size) for p in channel_files(ml, channel)]
+
+
+def assign_files(files: list[ChannelFile], readers: int) -> list[list[ChannelFile]]:
+    """Whole files to `readers` processes, largest first to the least loaded, so shares are balanced."""
+    shares: list[list[ChannelFile]] = [[] for _ in range(readers)]
+    loads = [0] * readers
+    for item in sorted(files, key=lambda f: (-f.size, f.name)):
+        target = min(range(readers), key=lambda r: (loads[r], r))
+        shares[target].append(item)
+        loads[target] += item.size
+    return [sorted(share, key=lambda f: f.name) for share in shares]
+
+
+def _read_file(channel: str, name: str, raw: bytes, as_text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read one file. CSV numbers become numbers (a column is read as text only where it holds anything
+    else, or is named in `as_text`), and text cells keep the exact characters of the file."""
     lower = name.lower()
     try:
         if lower.endswith(PARQUET_SUFFIXES):
@@ -120,8 +178,10 @@ def _read_file(channel: str, name: str, raw: bytes) -> pd.DataFrame:
         else:
             frame = pd.read_csv(
                 io.BytesIO(raw),
-                dtype=str,
+                dtype=dict.fromkeys(as_text, str),
                 keep_default_na=False,
+                na_values=[""],
+                low_memory=False,
                 compression="gzip" if lower.endswith(".gz") else None,
             )
     except Exception as exc:
@@ -129,6 +189,11 @@ def _read_file(channel: str, name: str, raw: bytes) -> pd.DataFrame:
         raise TrainingInputError(
             f"channel {channel!r}: file {name!r} could not be read as {kind}: {_first_line(exc)}"
         ) from None
+    if not lower.endswith(PARQUET_SUFFIXES):
+        # The CSV parser turns True/False into booleans, which would lose their spelling: read them as text.
+        flags = [str(c) for c in frame.columns if pd.api.types.is_bool_dtype(frame[c]) and c not in as_text]
+        if flags:
+            return _read_file(channel, name, raw, (*as_text, *flags))
     if frame.empty:
         raise TrainingInputError(f"channel {channel!r}: file {name!r} has no data rows")
     if any(str(c).startswith("Unnamed: ") for c in frame.columns) or frame.columns.has_duplicates:
@@ -139,23 +204,44 @@ def _read_file(channel: str, name: str, raw: bytes) -> pd.DataFrame:
     return frame
 
 
-def read_channel(ml: MLRoot, channel: str, hasher: hashlib._Hash) -> pd.DataFrame:
-    """Read and concatenate a channel's files, feeding their bytes to the data fingerprint."""
+@dataclass
+class _ReadFiles:
+    frames: list[pd.DataFrame]
+    names: list[str]
+    digests: list[tuple[str, int, str]]
+    """(name, size, sha256) per file."""
+
+
+def _read_files(ml: MLRoot, channel: str, files: list[ChannelFile], as_text: tuple[str, ...]) -> _ReadFiles:
     directory = ml.channel(channel)
-    frames: list[pd.DataFrame] = []
-    for path in channel_files(ml, channel):
-        name = path.relative_to(directory).as_posix()
-        raw = path.read_bytes()
-        hasher.update(f"{channel}/{name}\0{len(raw)}\0".encode())
-        hasher.update(raw)
-        frame = _read_file(channel, name, raw)
-        if frames and list(frame.columns) != list(frames[0].columns):
+    out = _ReadFiles([], [], [])
+    for item in files:
+        raw = (directory / item.name).read_bytes()
+        frame = _read_file(channel, item.name, raw, as_text)
+        if out.frames and list(frame.columns) != list(out.frames[0].columns):
             raise TrainingInputError(
-                f"channel {channel!r}: file {name!r} has columns {list(frame.columns)}, "
-                f"but the channel's first file has {list(frames[0].columns)}; all files need the same header"
+                f"channel {channel!r}: file {item.name!r} has columns {list(frame.columns)}, "
+                f"but file {out.names[0]!r} has {list(out.frames[0].columns)}; all files need the same header"
             )
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        out.frames.append(frame)
+        out.names.append(item.name)
+        out.digests.append((f"{channel}/{item.name}", len(raw), hashlib.sha256(raw).hexdigest()))
+    return out
+
+
+def fingerprint_of(digests: list[tuple[str, int, str]]) -> str:
+    """sha256 over every data file's (channel/path, size, sha256), in path order: the same whichever
+    process read which file, so a run keeps its identity when the number of processes changes."""
+    hasher = hashlib.sha256()
+    for name, size, digest in sorted(digests):
+        hasher.update(f"{name}\0{size}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+def read_channel(ml: MLRoot, channel: str) -> pd.DataFrame:
+    """A whole channel as one frame (all its files, numbers as numbers)."""
+    read = _read_files(ml, channel, channel_listing(ml, channel), ())
+    return pd.concat(read.frames, ignore_index=True) if len(read.frames) > 1 else read.frames[0]
 
 
 def _as_numeric(series: pd.Series) -> pd.Series | None:
@@ -192,8 +278,8 @@ def _label_strings(channel: str, series: pd.Series, target: str) -> pd.Series:
     return labels
 
 
-def _sorted_classes(labels: pd.Series) -> tuple[str, ...]:
-    values = sorted(set(labels.tolist()))
+def _sorted_classes(labels: set[str] | list[str]) -> tuple[str, ...]:
+    values = sorted(set(labels))
     try:
         return tuple(sorted(values, key=float))
     except ValueError:
@@ -209,29 +295,87 @@ def _require_target(channel: str, frame: pd.DataFrame, target: str) -> None:
         )
 
 
+def _my_train_files(ml: MLRoot, sharding: Sharding, exchange: Exchange) -> tuple[list[ChannelFile], int, int]:
+    """This process's train files, and how its rows are split further: (files, row_part, row_parts)."""
+    listing = channel_listing(ml, "train")
+    listings: list[tuple[str, list[ChannelFile]]] = exchange("train-files", (sharding.host, listing))
+    if sharding.train_distribution == "ShardedByS3Key":
+        host_files = listing
+        if not host_files:
+            raise TrainingInputError(f"host {sharding.host!r} received no file of channel 'train'")
+        group_rank, group_size = sharding.local_rank, sharding.local_world
+    else:
+        first_host, first = listings[0]
+        for host, files in listings:
+            if files != first:
+                raise TrainingInputError(
+                    f"host {host!r} sees other files in channel 'train' than host {first_host!r} although the "
+                    f"channel is FullyReplicated (every host gets every file); check the channel's "
+                    f"S3DataDistributionType"
+                )
+        host_files = listing
+        group_rank, group_size = sharding.rank, sharding.world
+    if len(host_files) >= group_size:
+        return assign_files(host_files, group_size)[group_rank], 0, 1
+    return host_files, group_rank, group_size
+
+
+def _numeric_moments(values: np.ndarray) -> tuple[int, float, float]:
+    """(count, mean, sum of squared deviations) of one column, in float64."""
+    n = int(values.shape[0])
+    if n == 0:
+        return 0, 0.0, 0.0
+    mean = float(values.mean())
+    return n, mean, float(((values - mean) ** 2).sum())
+
+
+def merge_moments(parts: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """Combine (count, mean, M2) of disjoint parts (Chan, Golub and LeVeque's pairwise update)."""
+    n, mean, m2 = 0, 0.0, 0.0
+    for n_b, mean_b, m2_b in parts:
+        if n_b == 0:
+            continue
+        total = n + n_b
+        delta = mean_b - mean
+        mean += delta * n_b / total
+        m2 += m2_b + delta * delta * n * n_b / total
+        n = total
+    return n, mean, m2
+
+
 def load_training_data(
-    ml: MLRoot, target: str, max_categories: int, categorical_columns: tuple[str, ...] = ()
+    ml: MLRoot,
+    target: str,
+    max_categories: int,
+    categorical_columns: tuple[str, ...] = (),
+    *,
+    sharding: Sharding | None = None,
+    exchange: Exchange = local_exchange,
+    seed: int = 0,
+    read_validation: bool = True,
 ) -> TrainingData:
-    """Read both channels, infer the schema from `train` and encode both splits with it.
+    """Read this process's share of `train` (and, when asked, all of `validation`), infer the schema from
+    the whole `train` channel across all processes (`exchange`) and encode both splits with it.
 
     Columns named in `categorical_columns` are categorical whatever their values look like.
     """
-    hasher = hashlib.sha256()
-    train_frame = read_channel(ml, "train", hasher)
-    validation_frame = read_channel(ml, "validation", hasher)
-    _require_target("train", train_frame, target)
-    _require_target("validation", validation_frame, target)
-
-    features = tuple(c for c in train_frame.columns if c != target)
+    sharding = sharding or Sharding()
+    my_files, row_part, row_parts = _my_train_files(ml, sharding, exchange)
+    forced = tuple(categorical_columns)
+    read = _read_files(ml, "train", my_files, forced)
+    columns = list(read.frames[0].columns) if read.frames else []
+    headers: list[list[str]] = exchange("train-header", columns)
+    header = next((h for h in headers if h), [])
+    for other in headers:
+        if other and other != header:
+            raise TrainingInputError(
+                f"channel 'train': files have columns {other} and {header}; all files need the same header"
+            )
+    frame = pd.concat(read.frames, ignore_index=True) if len(read.frames) > 1 else read.frames[0]
+    _require_target("train", frame, target)
+    features = tuple(c for c in header if c != target)
     if not features:
         raise TrainingInputError(f"channel 'train' has no feature columns besides the target {target!r}")
-    missing_in_validation = [c for c in features if c not in validation_frame.columns]
-    if missing_in_validation:
-        raise TrainingInputError(
-            f"channel 'validation' lacks feature column(s) {', '.join(map(repr, missing_in_validation))} "
-            f"that channel 'train' has"
-        )
-
     not_features = [c for c in categorical_columns if c not in features]
     if not_features:
         raise TrainingInputError(
@@ -240,57 +384,62 @@ def load_training_data(
             f"of channel 'train'; allowed: {', '.join(map(repr, features[:20]))}"
         )
 
-    numeric: list[str] = []
-    categorical: list[str] = []
+    # A column is numeric only if it is numbers in every file of every process; where one process read a
+    # column as numbers that is text elsewhere, it reads that column again as text to keep its spelling.
+    local_text = {name for name in features if name in forced or _as_numeric(_column(frame, name)) is None}
+    everywhere_text = set().union(*exchange("train-text-columns", sorted(local_text)))
+    if everywhere_text - local_text - set(forced):
+        read = _read_files(ml, "train", my_files, tuple(sorted(everywhere_text | set(forced))))
+        frame = pd.concat(read.frames, ignore_index=True) if len(read.frames) > 1 else read.frames[0]
+    if row_parts > 1:
+        order = np.random.default_rng(seed).permutation(len(frame))
+        frame = frame.iloc[np.sort(order[row_part::row_parts])].reset_index(drop=True)
+
+    numeric = [name for name in features if name not in everywhere_text]
+    categorical = [name for name in features if name in everywhere_text]
     train_columns: dict[str, pd.Series] = {}
-    validation_columns: dict[str, pd.Series] = {}
     for name in features:
-        as_number = None if name in categorical_columns else _as_numeric(_column(train_frame, name))
-        if as_number is None:
-            categorical.append(name)
-            train_columns[name] = _as_strings(_column(train_frame, name))
-            validation_columns[name] = _as_strings(_column(validation_frame, name))
+        column = _column(frame, name)
+        if name in categorical:
+            train_columns[name] = _as_strings(column)
             continue
-        numeric.append(name)
-        validation_number = _as_numeric(_column(validation_frame, name))
-        if validation_number is None:
-            raise TrainingInputError(
-                f"column {name!r} is numeric in channel 'train' but has non-numeric values in channel 'validation'"
-            )
-        for channel, values in (("train", as_number), ("validation", validation_number)):
-            bad = int((~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))).sum())
-            if bad:
-                raise TrainingInputError(
-                    f"channel {channel!r}: numeric column {name!r} has {bad} missing or non-finite value(s); "
-                    f"numeric features must be complete (the model does not impute)"
-                )
+        as_number = _as_numeric(column)
+        assert as_number is not None  # numeric in every file, so here too
+        _require_finite("train", name, as_number)
         train_columns[name] = as_number
-        validation_columns[name] = validation_number
     if not numeric:
         raise TrainingInputError(
             "the training data has no numeric feature; this model needs at least one numeric column"
         )
+    train_labels = _label_strings("train", _column(frame, target), target)
 
-    train_labels = _label_strings("train", _column(train_frame, target), target)
-    validation_labels = _label_strings("validation", _column(validation_frame, target), target)
-    classes = _sorted_classes(train_labels)
+    local_stats = {
+        "rows": len(frame),
+        "moments": [_numeric_moments(train_columns[n].to_numpy(dtype=np.float64)) for n in numeric],
+        "counts": [train_columns[n].value_counts().to_dict() for n in categorical],
+        "classes": sorted(set(train_labels.tolist())),
+        "digests": read.digests,
+    }
+    stats: list[dict[str, Any]] = exchange("train-statistics", local_stats)
+    classes = _sorted_classes({c for s in stats for c in s["classes"]})
     if len(classes) < 2:
         raise TrainingInputError(
             f"target column {target!r} has a single class {list(classes)} in channel 'train'; "
             f"a classifier needs at least two"
         )
-    unseen = sorted(set(validation_labels.tolist()) - set(classes))
-    if unseen:
-        raise TrainingInputError(
-            f"channel 'validation': target column {target!r} has class(es) {unseen[:5]} absent from channel 'train'"
-        )
-
+    moments = [merge_moments([s["moments"][i] for s in stats]) for i in range(len(numeric))]
+    means = np.array([m[1] for m in moments])
+    stds = np.sqrt(np.array([m[2] / m[0] for m in moments]))
+    # A constant column would divide by zero; scaling it by 1 keeps it constant (and harmless).
+    stds = np.where(stds > 1e-12, stds, 1.0)
     categories: list[tuple[str, ...]] = []
-    for name in categorical:
-        counts = train_columns[name].value_counts()
+    for i, name in enumerate(categorical):
+        counts: dict[str, int] = {}
+        for s in stats:
+            for value, count in s["counts"][i].items():
+                counts[str(value)] = counts.get(str(value), 0) + int(count)
         # Most frequent first, ties by value, so the kept set does not depend on row order.
-        ranked = sorted(counts.items(), key=lambda item: (-int(item[1]), str(item[0])))
-        kept = sorted(str(value) for value, _ in ranked[:max_categories])
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         if len(ranked) > max_categories:
             LOG.info(
                 "column %r: keeping the %d most frequent of %d categories; the rest map to unknown",
@@ -298,13 +447,7 @@ def load_training_data(
                 max_categories,
                 len(ranked),
             )
-        categories.append(tuple(kept))
-
-    numeric_train = np.column_stack([train_columns[n].to_numpy(dtype=np.float64) for n in numeric])
-    means = numeric_train.mean(axis=0)
-    stds = numeric_train.std(axis=0)
-    # A constant column would divide by zero; scaling it by 1 keeps it constant (and harmless).
-    stds = np.where(stds > 1e-12, stds, 1.0)
+        categories.append(tuple(sorted(value for value, _ in ranked[:max_categories])))
 
     schema = FeatureSchema(
         target=target,
@@ -316,16 +459,59 @@ def load_training_data(
         means=tuple(float(m) for m in means),
         stds=tuple(float(s) for s in stds),
     )
-    train_split = encode(schema, train_columns, train_labels)
-    validation_split = encode(schema, validation_columns, validation_labels)
-    train_features = pd.DataFrame({name: train_columns[name] for name in features})
+    digests = [d for s in stats for d in s["digests"]]
+    validation_split: EncodedSplit | None = None
+    if read_validation:
+        validation_split, validation_digests = _load_validation(ml, schema)
+        digests += validation_digests
     return TrainingData(
         schema=schema,
-        train=train_split,
+        train=encode(schema, train_columns, train_labels),
         validation=validation_split,
-        train_features=train_features,
-        fingerprint=hasher.hexdigest(),
+        train_features=pd.DataFrame({name: train_columns[name] for name in features}),
+        fingerprint=fingerprint_of(digests),
+        train_rows_total=sum(int(s["rows"]) for s in stats),
     )
+
+
+def _require_finite(channel: str, name: str, values: pd.Series) -> None:
+    bad = int((~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))).sum())
+    if bad:
+        raise TrainingInputError(
+            f"channel {channel!r}: numeric column {name!r} has {bad} missing or non-finite value(s); "
+            f"numeric features must be complete (the model does not impute)"
+        )
+
+
+def _load_validation(ml: MLRoot, schema: FeatureSchema) -> tuple[EncodedSplit, list[tuple[str, int, str]]]:
+    read = _read_files(ml, "validation", channel_listing(ml, "validation"), schema.categorical)
+    frame = pd.concat(read.frames, ignore_index=True) if len(read.frames) > 1 else read.frames[0]
+    _require_target("validation", frame, schema.target)
+    missing = [c for c in schema.features if c not in frame.columns]
+    if missing:
+        raise TrainingInputError(
+            f"channel 'validation' lacks feature column(s) {', '.join(map(repr, missing))} that channel 'train' has"
+        )
+    columns: dict[str, pd.Series] = {}
+    for name in schema.features:
+        if name in schema.categorical:
+            columns[name] = _as_strings(_column(frame, name))
+            continue
+        as_number = _as_numeric(_column(frame, name))
+        if as_number is None:
+            raise TrainingInputError(
+                f"column {name!r} is numeric in channel 'train' but has non-numeric values in channel 'validation'"
+            )
+        _require_finite("validation", name, as_number)
+        columns[name] = as_number
+    labels = _label_strings("validation", _column(frame, schema.target), schema.target)
+    unseen = sorted(set(labels.tolist()) - set(schema.classes))
+    if unseen:
+        raise TrainingInputError(
+            f"channel 'validation': target column {schema.target!r} has class(es) {unseen[:5]} absent from channel "
+            f"'train'"
+        )
+    return encode(schema, columns, labels), read.digests
 
 
 def encode(schema: FeatureSchema, columns: dict[str, pd.Series], labels: pd.Series | None) -> EncodedSplit:

@@ -20,6 +20,12 @@ from training.errors import TrainingInputError
 LOG = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+SWITCHES = ("auto", "true", "false")
+LR_SCALINGS = ("sqrt", "linear", "none")
+REFERENCE_BATCH = 256
+"""The global batch at which `learning_rate` applies as given; other batches scale it (`learning_rate_scaling`)."""
+DEFAULT_BATCH = {"cpu": 1024, "cuda": 8192}
+"""`batch_size` 0 (auto) per device type: large on GPUs, where a small step leaves the GPU waiting on Python."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,11 @@ class Hyperparameters:
     epochs: int = 30
     """Number of passes over the training data."""
     learning_rate: float = 1e-3
-    """AdamW learning rate."""
-    batch_size: int = 256
-    """Rows per optimizer step (per host when training on several hosts)."""
+    """AdamW learning rate at a global batch of 256 (REFERENCE_BATCH); see `learning_rate_scaling`."""
+    batch_size: int = 0
+    """Rows per optimizer step in each process; 0 picks the device's default (DEFAULT_BATCH)."""
+    learning_rate_scaling: str = "sqrt"
+    """How the learning rate follows the global batch (batch x processes) relative to 256: sqrt, linear, none."""
     hidden_units: tuple[int, ...] = (256, 256)
     """Widths of the hidden layers, written as "256,256"."""
     dropout: float = 0.1
@@ -48,12 +56,26 @@ class Hyperparameters:
     """Most frequent categories kept per categorical column; rarer ones map to the unknown index."""
     patience: int = 0
     """Stop after this many epochs without a better validation loss; 0 disables early stopping."""
+    validation_interval: int = 0
+    """Validate every this many epochs (and always after the last); 0 = auto (AUTO_VALIDATION_ROWS)."""
+    checkpoint_epochs: int = 10
+    """Write a checkpoint at least every this many epochs; 0 = only by time, on stop and at the end."""
+    checkpoint_seconds: int = 300
+    """Write a checkpoint at least every this many seconds, also within an epoch; 0 = not by time."""
     seed: int = 42
     """Seed for weights, batch order and dropout."""
     device: str = "auto"
-    """auto (CUDA when present), cpu or cuda."""
+    """auto (CUDA when present, required on GPU instance types), cpu or cuda."""
+    cuda_graph: str = "auto"
+    """Replay the training step as a CUDA graph: auto (on for a single CUDA process), true, false."""
+    processes_per_host: int = 0
+    """Training processes per host; 0 = one per GPU (one on CPU)."""
     num_threads: int = 0
     """CPU threads for PyTorch; 0 keeps PyTorch's default (one per core). Small models train faster on 1."""
+    rendezvous_timeout_seconds: int = 1800
+    """How long hosts wait for each other at start (and while they read their data)."""
+    collective_timeout_seconds: int = 45
+    """How long one collective may wait for a peer during training before the job fails."""
 
     def as_strings(self) -> dict[str, str]:
         """The hyperparameters as SageMaker passes them (strings), e.g. for a demo hyperparameters.json."""
@@ -134,18 +156,22 @@ def _parse_columns(key: str, raw: str) -> tuple[str, ...]:
     return names
 
 
-def _parse_device(key: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in DEVICES:
-        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not allowed; allowed: {', '.join(DEVICES)}")
-    return value
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(key: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not allowed; allowed: {', '.join(choices)}")
+        return value
+
+    return parse
 
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "target": _parse_target,
     "epochs": lambda k, v: _parse_int(k, v, 1, 100_000),
     "learning_rate": lambda k, v: _parse_float(k, v, 0.0, 10.0, low_open=True),
-    "batch_size": lambda k, v: _parse_int(k, v, 1, 4_194_304),
+    "batch_size": lambda k, v: _parse_int(k, v, 0, 4_194_304),
+    "learning_rate_scaling": _parse_choice(LR_SCALINGS),
     "hidden_units": _parse_hidden_units,
     "dropout": lambda k, v: _parse_float(k, v, 0.0, 0.9),
     "weight_decay": lambda k, v: _parse_float(k, v, 0.0, 1.0),
@@ -153,9 +179,16 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "categorical_columns": _parse_columns,
     "max_categories": lambda k, v: _parse_int(k, v, 1, 1_000_000),
     "patience": lambda k, v: _parse_int(k, v, 0, 100_000),
+    "validation_interval": lambda k, v: _parse_int(k, v, 0, 100_000),
+    "checkpoint_epochs": lambda k, v: _parse_int(k, v, 0, 100_000),
+    "checkpoint_seconds": lambda k, v: _parse_int(k, v, 0, 86_400),
     "seed": lambda k, v: _parse_int(k, v, 0, 2**32 - 1),
-    "device": _parse_device,
+    "device": _parse_choice(DEVICES),
+    "cuda_graph": _parse_choice(SWITCHES),
+    "processes_per_host": lambda k, v: _parse_int(k, v, 0, 64),
     "num_threads": lambda k, v: _parse_int(k, v, 0, 1024),
+    "rendezvous_timeout_seconds": lambda k, v: _parse_int(k, v, 30, 86_400),
+    "collective_timeout_seconds": lambda k, v: _parse_int(k, v, 5, 3_600),
 }
 
 

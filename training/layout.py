@@ -29,6 +29,10 @@ class MLRoot:
     def resource_config(self) -> Path:
         return self.root / "input" / "config" / "resourceconfig.json"
 
+    @property
+    def input_data_config(self) -> Path:
+        return self.root / "input" / "config" / "inputdataconfig.json"
+
     def channel(self, name: str) -> Path:
         return self.root / "input" / "data" / name
 
@@ -59,6 +63,12 @@ class Cluster:
     master_port: int
     network_interface: str | None = None
     """resourceconfig.json's network_interface_name, handed to gloo/NCCL so they bind the right interface."""
+    instance_type: str | None = None
+    """resourceconfig.json's current_instance_type (e.g. ml.g5.12xlarge); None outside SageMaker."""
+
+    @property
+    def node_rank(self) -> int:
+        return self.hosts.index(self.current_host)
 
     @property
     def rank(self) -> int:
@@ -75,6 +85,7 @@ def load_cluster(path: Path) -> Cluster:
         hosts: tuple[str, ...] = ("algo-1",)
         current = "algo-1"
         interface = None
+        instance_type = None
     else:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -94,6 +105,8 @@ def load_cluster(path: Path) -> Cluster:
         hosts = tuple(sorted(set(raw_hosts)))
         raw_interface = raw.get("network_interface_name")
         interface = raw_interface if isinstance(raw_interface, str) and raw_interface else None
+        raw_type = raw.get("current_instance_type")
+        instance_type = raw_type if isinstance(raw_type, str) and raw_type.startswith("ml.") else None
         if current not in hosts:
             raise TrainingInputError(f"{path}: current_host {current!r} is not among hosts {list(hosts)}")
     port_text = os.environ.get(MASTER_PORT_ENV, str(DEFAULT_MASTER_PORT))
@@ -109,4 +122,29 @@ def load_cluster(path: Path) -> Cluster:
         master_addr=os.environ.get(MASTER_ADDR_ENV, hosts[0]),
         master_port=port,
         network_interface=interface,
+        instance_type=instance_type,
     )
+
+
+DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+
+
+def load_distribution(path: Path, channel: str) -> str:
+    """The channel's S3DistributionType from inputdataconfig.json (FullyReplicated when absent).
+
+    SageMaker writes one object per channel with `S3DistributionType` (documented under "Input Data
+    Configuration" of "How Amazon SageMaker Provides Training Information").
+    """
+    if not path.exists():
+        return "FullyReplicated"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingInputError(f"{path} is not valid JSON: {exc}") from None
+    entry = raw.get(channel) if isinstance(raw, dict) else None
+    value = entry.get("S3DistributionType", "FullyReplicated") if isinstance(entry, dict) else "FullyReplicated"
+    if value not in DISTRIBUTIONS:
+        raise TrainingInputError(
+            f"{path}: channel {channel!r} has S3DistributionType {value!r}; allowed: {', '.join(DISTRIBUTIONS)}"
+        )
+    return str(value)
