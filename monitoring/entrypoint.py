@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitoring import metrics_contract as contract
-from monitoring.capture import CAPTURE_INDEXES, TimeWindow, open_source, parse_time
+from monitoring.capture import CAPTURE_INDEXES, TimeWindow, iter_lines, open_source, parse_time, window_files
 from monitoring.job import analyze, merged_result, metric_timestamp, write_results
 from monitoring.metrics import build_metric_data, build_quality_metric_data, put_metric_data, write_metric_lines
 from monitoring.report import render_report
@@ -267,21 +267,47 @@ def run_quality(settings: ContainerSettings, s3_client: Any = None, cloudwatch_c
 
 
 def run_shard(settings: ContainerSettings, s3_client: Any = None) -> int:
-    """This instance's shard of the window: a mergeable partial named after its host."""
-    from monitoring.shards import partial_document, write_partial
+    """This instance's shard of the window: a mergeable partial named after its host.
+
+    A local ``dataset_source`` is this instance's ShardedByS3Key download: all of it is the shard. An S3
+    ``dataset_source`` is dealt out here the way ShardedByS3Key deals objects (every n-th key to instance i), so
+    only the window's hour folders are read instead of a download of the whole retained capture prefix."""
+    from monitoring.analysis import WindowAnalyzer, evaluate
+    from monitoring.job import RunResult, load_baseline
+    from monitoring.shards import host_index, partial_document, shard_of, write_partial
 
     config_path = settings.opt_ml / RESOURCE_CONFIG
-    host = "algo-1"
+    resource = {"current_host": "algo-1", "hosts": ["algo-1"]}
     if config_path.is_file():
-        host = str(json.loads(config_path.read_text(encoding="utf-8")).get("current_host", host))
+        resource = json.loads(config_path.read_text(encoding="utf-8"))
+    index, count = host_index(resource)
+    host = str(resource["current_host"])
     with tempfile.TemporaryDirectory() as scratch:
         stats_path = _local_copy(settings.baseline_statistics, pathlib.Path(scratch), s3_client)
         constraints_path = _local_copy(settings.baseline_constraints, pathlib.Path(scratch), s3_client)
+        baseline, constraints = load_baseline(stats_path, constraints_path)
         source = open_source(settings.dataset_source, s3_client=s3_client)
-        result = analyze(source, stats_path, constraints_path, settings.window, settings.capture_index)
+        files = window_files(source, settings.window)
+        if settings.dataset_source.startswith("s3://"):
+            files = shard_of(files, index, count)
+        analyzer = WindowAnalyzer(baseline, window=settings.window, capture_index=settings.capture_index)
+        analyzer.add_lines(iter_lines(source, files))
+        profile = analyzer.finish()
+    result = RunResult(
+        baseline,
+        constraints,
+        profile,
+        analyzer.counts,
+        evaluate(baseline, constraints, profile, analyzer.counts),
+        settings.window,
+        len(files),
+        source.description,
+    )
     doc = partial_document(result.profile, result.counts, result.files_read, host, settings.window)
     write_partial(settings.output_path / f"partial-{host}.json", doc)
-    _write_message(settings, f"Completed: shard {host} analyzed {result.counts.rows_analyzed} rows")
+    _write_message(
+        settings, f"Completed: shard {index + 1} of {count} ({host}) analyzed {result.counts.rows_analyzed} rows"
+    )
     return 0
 
 
