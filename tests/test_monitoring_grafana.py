@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def dashboard_doc() -> dict:
 
 
 @pytest.fixture(scope="module")
-def exported_series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
+def exported_series(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Series names the real server renders on GET /metrics."""
     model_dir = write_model_dir(tmp_path_factory.mktemp("model"))
     server = ServerProcess(model_dir, tmp_path_factory.mktemp("log") / "server.log", workers=1)
@@ -54,7 +53,7 @@ def exported_series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[st
         if match:
             name, kind = match.groups()
             names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
-    yield names
+    return names
 
 
 def _queried(doc: dict) -> set[str]:
