@@ -13,8 +13,9 @@ format, keyed by each capture's eventId:
 - `bias`: the first rows of site b labelled with the negative class (one per ten of its rows: three with
   the whole split) become positive: the model (which answered negative) misses them, so b's recall falls
   from 1.0 to about 0.75 and its recall difference (RD, equal opportunity) passes its threshold (baseline
-  + 0.1), while each other site's RD moves by about 3/35 (their "rest" holds all other positives), under theirs. Exactly site b must be flagged for bias; the
-  overall recall also drops (3 of ~43 positives missed), so model quality may flag recall too.
+  + 0.1), while each other site's RD moves by about 3/35 (their "rest" holds all other positives), under
+  theirs. Exactly site b must be flagged for bias; the overall recall also drops (3 of ~43 positives
+  missed), so model quality may flag recall too.
 
 Baseline and windows hold the same rows and predictions, so only the planted changes move the metrics.
 """
