@@ -389,7 +389,7 @@ def quality_pipeline_definition(
         "VolumeSizeInGB": VOLUME_SIZE_GB,
     }
     if not has_local_nvme(settings.instance_type):
-        # SageMaker refuses a volume key for instance types with local NVMe storage; the API rejects VolumeKmsKeyId there.
+        # SageMaker refuses a volume key (VolumeKmsKeyId) for instance types with local NVMe storage.
         cluster["VolumeKmsKeyId"] = kms_key_arn
     inputs = [
         _baseline_input("baseline-statistics", baseline_statistics_uri, "statistics"),
