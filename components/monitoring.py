@@ -18,7 +18,7 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -956,7 +956,7 @@ class DriftMonitor(pulumi.ComponentResource):
         native = aws_native.Provider(f"{name}-aws-native", region=args["region"], opts=child)
         native_opts = pulumi.ResourceOptions(parent=self, provider=native)
         constraints_uri = pulumi.Output.from_input(args["baseline_constraints_uri"])
-        endpoint_input: dict[str, Any] = {
+        endpoint_input: Any = {
             "endpoint_name": endpoint,
             "local_path": ENDPOINT_INPUT_PATH,
             "inference_attribute": settings.inference_attribute,
@@ -968,8 +968,11 @@ class DriftMonitor(pulumi.ComponentResource):
         if settings.problem_type == "BinaryClassification" and settings.probability_attribute:
             endpoint_input["probability_attribute"] = settings.probability_attribute
             endpoint_input["probability_threshold_attribute"] = 0.5
-        native_cluster = {k: v for k, v in cluster.items()}
-        output_config = {
+        # pulumi-aws-native's generated input types are TypedDicts per resource; these plain dicts carry the same
+        # keys (checked by the tests against botocore's models of the Create*JobDefinition requests).
+        native_cluster: Any = {k: v for k, v in cluster.items()}
+        native_network: Any = dict(network)
+        output_config: Any = {
             "monitoring_outputs": [
                 {
                     "s3_output": {
@@ -984,17 +987,18 @@ class DriftMonitor(pulumi.ComponentResource):
         quality = aws_native.sagemaker.ModelQualityJobDefinition(
             f"{name}-model-quality",
             endpoint_name=endpoint,
-            model_quality_app_specification={"image_uri": analyzer_image, "problem_type": settings.problem_type},
+            model_quality_app_specification=cast(
+                Any, {"image_uri": analyzer_image, "problem_type": settings.problem_type}
+            ),
             model_quality_baseline_config={
                 "constraints_resource": {"s3_uri": constraints_uri.apply(lambda u: sibling_uri(u, "model_quality"))}
             },
-            model_quality_job_input={
-                "endpoint_input": endpoint_input,
-                "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri},
-            },
+            model_quality_job_input=cast(
+                Any, {"endpoint_input": endpoint_input, "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri}}
+            ),
             model_quality_job_output_config=output_config,
             job_resources={"cluster_config": native_cluster},
-            network_config=dict(network),
+            network_config=native_network,
             role_arn=role.arn,
             stopping_condition={"max_runtime_in_seconds": settings.max_runtime_seconds},
             opts=native_opts,
@@ -1028,7 +1032,7 @@ class DriftMonitor(pulumi.ComponentResource):
             kms_key_id=args["kms_key_arn"],
             opts=child,
         )
-        bias_output = dict(output_config)
+        bias_output: Any = dict(output_config)
         bias_output["monitoring_outputs"] = [
             {
                 "s3_output": {
@@ -1050,13 +1054,12 @@ class DriftMonitor(pulumi.ComponentResource):
             model_bias_baseline_config={
                 "constraints_resource": {"s3_uri": constraints_uri.apply(lambda u: sibling_uri(u, "model_bias"))}
             },
-            model_bias_job_input={
-                "endpoint_input": bias_input,
-                "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri},
-            },
+            model_bias_job_input=cast(
+                Any, {"endpoint_input": bias_input, "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri}}
+            ),
             model_bias_job_output_config=bias_output,
             job_resources={"cluster_config": native_cluster},
-            network_config=dict(network),
+            network_config=native_network,
             role_arn=role.arn,
             stopping_condition={"max_runtime_in_seconds": settings.max_runtime_seconds},
             opts=native_opts,

@@ -449,9 +449,10 @@ class EndpointObservability(pulumi.ComponentResource):
                 aws.cloudwatch.EventTarget(f"{name}-{kind}-topic", rule=rule.name, arn=topic.arn, opts=child)
                 rule_arns.append(rule.arn)
             quality_rules: list[tuple[str, pulumi.Input[str], str]] = []
-            if args.get("quality") is not None:
+            quality_settings = args.get("quality")
+            if quality_settings is not None:
                 quality_rules.append(("quality-violations", args.get("quality_schedule_name", ""), "model quality"))
-                if args["quality"].sensitive_attribute is not None:
+                if quality_settings.sensitive_attribute is not None:
                     quality_rules.append(("bias-violations", args.get("bias_schedule_name", ""), "bias drift"))
             for kind, schedule, what in quality_rules:
                 arn = pulumi.Output.all(partition, account_id, schedule).apply(

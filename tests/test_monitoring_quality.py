@@ -184,7 +184,7 @@ def test_sensitive_column_can_come_from_the_ground_truth(tmp_path: pathlib.Path)
     rng = np.random.default_rng(5)
     base = tmp_path / "model" / "baseline"
     frame = _frame(rng, 1200)
-    write_baseline(frame[["x1", "x2", "x3"]], base)
+    write_baseline(frame.drop(columns="site"), base)
     predicted, score = _model(frame)
     write_quality_baseline(
         _labels(frame, rng).tolist(),
@@ -195,7 +195,7 @@ def test_sensitive_column_can_come_from_the_ground_truth(tmp_path: pathlib.Path)
         sensitive="region",
     )
     ids = [f"evt-{i}" for i in range(len(frame))]
-    _write_window(tmp_path / "capture", frame[["x1", "x2", "x3"]], ids)
+    _write_window(tmp_path / "capture", frame.drop(columns="site"), ids)
     labels = _labels(frame, rng)
     records = [
         ground_truth_record(i, int(v), {"region": s}) for i, v, s in zip(ids, labels, frame["site"], strict=True)

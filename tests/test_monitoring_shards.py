@@ -29,7 +29,7 @@ from monitoring.job import analyze, default_baseline_paths, merged_result
 from monitoring.kll import KLLSketch
 from monitoring.quality import write_quality_baseline
 from monitoring.shards import host_index, partial_document, shard_of
-from monitoring.statistics import NumericAccumulator
+from monitoring.statistics import NumericAccumulator, StringAccumulator
 
 HOUR = dt.datetime(2024, 5, 1, 13, tzinfo=dt.UTC)
 WINDOW = TimeWindow(HOUR, HOUR + dt.timedelta(hours=1))
@@ -103,6 +103,7 @@ def test_merged_shards_equal_one_instance_within_the_sketch_error(window: tuple[
             # KLL with k = 2048 keeps ranks within about 1% of the stream; two sketches of one stream, at most twice.
             assert linf_sketches(one.sketch, many.sketch) < 0.02
         else:
+            assert isinstance(one, StringAccumulator) and isinstance(many, StringAccumulator)
             assert many.counts == one.counts
     assert [v.to_json() for v in merged.evaluation.violations] == [v.to_json() for v in single.evaluation.violations]
     for name, comparison in single.evaluation.comparisons.items():

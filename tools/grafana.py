@@ -186,7 +186,7 @@ def rendered() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.grafana", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.grafana", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the files (default: check they are current)")
     args = parser.parse_args(argv)
     stale = []

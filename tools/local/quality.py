@@ -60,7 +60,7 @@ def held_out_labels(csv_path: Path, target: str) -> list[str]:
 def planted(labels: Sequence[str], sites: Sequence[str], scenario: str, classes: Sequence[str]) -> list[str]:
     """The label set of a scenario (see the module docstring)."""
     out = list(labels)
-    seen = dict.fromkeys(SITES, 0)
+    seen: dict[str, int] = dict.fromkeys(SITES, 0)
     planted_in_b = 0
     # One planted row per 10 of site b's rows: about 3 of 29 with the whole held-out split, 1 of 10 with --rows 40.
     to_plant = max(1, round(sum(1 for s in sites if s == "b") / 10))
