@@ -342,3 +342,20 @@ def test_other_problem_types_write_their_sections(tmp_path: pathlib.Path, proble
             float(np.mean(actual == predicted))
         )
         assert "weighted_f1" in constraints["multiclass_classification_constraints"]
+
+
+def test_bias_metrics_compare_each_group_with_the_other_rows_by_hand() -> None:
+    """Clarify's d-vs-a definitions on 6 rows. Group x: predicted positive 2 of 3 (q_d = 2/3), the others 1 of 3
+    (q_a = 1/3): DPPL = 1/3 - 2/3 = -1/3. Recall: x finds 2 of its 2 positives (1.0), the others 1 of 2 (0.5):
+    RD = 0.5 - 1.0 = -0.5. Accuracy: x 3/3, the others 2/3: AD = -1/3."""
+    from monitoring.bias import group_rates
+
+    groups = ["x", "x", "x", "y", "y", "y"]
+    actual = np.array([1, 1, 0, 1, 1, 0], dtype=bool)
+    predicted = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
+    x, y = group_rates(groups, actual, predicted)
+    assert x.metrics["DPPL"] == pytest.approx(-1 / 3)
+    assert x.metrics["RD"] == pytest.approx(-0.5)
+    assert x.metrics["AD"] == pytest.approx(-1 / 3)
+    assert y.metrics["RD"] == pytest.approx(0.5)
+    assert (x.rows, x.positive_prediction_rate, y.true_positive_rate) == (3, pytest.approx(2 / 3), 0.5)
