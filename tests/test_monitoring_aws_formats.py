@@ -38,7 +38,8 @@ def test_our_binary_metrics_reproduce_aws_figures_from_its_confusion_matrix(aws_
     for name in (
         "accuracy", "precision", "recall", "f0_5", "f1", "f2", "false_positive_rate", "false_negative_rate",
         "true_negative_rate", "true_positive_rate", "precision_best_constant_classifier",
-        "recall_best_constant_classifier", "accuracy_best_constant_classifier", "f0_5_best_constant_classifier", "f1_best_constant_classifier",
+        "recall_best_constant_classifier", "accuracy_best_constant_classifier",
+        "f0_5_best_constant_classifier", "f1_best_constant_classifier",
         "f2_best_constant_classifier",
     ):  # fmt: skip
         assert ours[name] == pytest.approx(theirs[name], abs=1e-9), name
