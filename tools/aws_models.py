@@ -857,14 +857,22 @@ MAPPINGS: dict[str, ResourceMapping] = {
     "aws-native:sagemaker:ModelQualityJobDefinition": ResourceMapping(
         "sagemaker",
         "CreateModelQualityJobDefinition",
-        ignored={"endpointName": "a CloudFormation-only property; the API names the endpoint in the job input"},
+        ignored={
+            "endpointName": "a CloudFormation-only property; the API names the endpoint in the job input",
+            "tags": "CloudFormation's create-only tag list of {key, value}; the component sets none",
+            "modelQualityJobInput.batchTransformInput": "batch transform monitoring: the component monitors endpoints",
+        },
         provided={"JobDefinitionName": "CloudFormation generates a name when the property is unset"},
         tags=None,
     ),
     "aws-native:sagemaker:ModelBiasJobDefinition": ResourceMapping(
         "sagemaker",
         "CreateModelBiasJobDefinition",
-        ignored={"endpointName": "a CloudFormation-only property; the API names the endpoint in the job input"},
+        ignored={
+            "endpointName": "a CloudFormation-only property; the API names the endpoint in the job input",
+            "tags": "CloudFormation's create-only tag list of {key, value}; the component sets none",
+            "modelBiasJobInput.batchTransformInput": "batch transform monitoring: the component monitors endpoints",
+        },
         provided={"JobDefinitionName": "CloudFormation generates a name when the property is unset"},
         tags=None,
     ),
