@@ -847,7 +847,10 @@ class DriftMonitor(pulumi.ComponentResource):
                 subnet_ids=list(args.get("subnet_ids", [])),
                 security_group_ids=list(args.get("security_group_ids", [])),
                 ground_truth_s3_uri=v[9] or None,
-                read_reports=args["settings"].instance_count > 1,
+                # The merge step reads the shards' partials; Clarify's bias job reads its analysis config, both
+                # under the reports prefix.
+                read_reports=args["settings"].instance_count > 1
+                or (args["settings"].backend == "model-monitor" and args["settings"].sensitive_attribute is not None),
             )
         )
         aws.iam.RolePolicy(f"{name}-job-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))

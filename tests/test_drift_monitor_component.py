@@ -561,6 +561,11 @@ def test_model_monitor_backend_adds_quality_and_bias_job_definitions_with_schedu
     )
     (bias,) = plan.of_type(BIAS_JOB)
     assert bias["inputs"]["modelBiasAppSpecification"]["imageUri"].endswith("/sagemaker-clarify-processing:1.0")
+    config_key = "arn:aws:s3:::model-bucket/monitoring/mlplatform-dev/*"
+    assert _statement(_policy(plan, "monitor-job-policy"), "ReadShardPartials")["Resource"] == config_key
+    assert bias["inputs"]["modelBiasAppSpecification"]["configUri"] == (
+        "s3://model-bucket/monitoring/mlplatform-dev/model-bias/analysis_config.json"
+    )
     types = sorted(s["inputs"]["monitoringScheduleConfig"]["monitoringType"] for s in plan.of_type(MONITORING_SCHEDULE))
     assert types == ["DataQuality", "ModelBias", "ModelQuality"]
 
