@@ -8,7 +8,13 @@ from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.images import ContainerImage
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
-from components.monitoring import DriftMonitor, DriftMonitorArgs, schedule_name_for
+from components.monitoring import (
+    DriftMonitor,
+    DriftMonitorArgs,
+    bias_schedule_name_for,
+    quality_schedule_name_for,
+    schedule_name_for,
+)
 from components.observability import EndpointObservability, EndpointObservabilityArgs
 from components.policy_context import PolicyContext
 from components.settings import load_from_pulumi
@@ -168,6 +174,15 @@ if serves_sagemaker:
         observability_args["monitor_schedule_name"] = schedule_name_for(endpoint_name)
     if backend == "pipeline":
         observability_args["monitor_pipeline_name"] = schedule_name_for(endpoint_name)
+    if backend != "none" and settings.monitoring.quality:
+        # Model quality and bias alarms and widgets (the names are the DriftMonitor's, derived from the endpoint).
+        observability_args["quality"] = settings.monitoring
+        observability_args["quality_schedule_name"] = quality_schedule_name_for(endpoint_name)
+        observability_args["bias_schedule_name"] = (
+            bias_schedule_name_for(endpoint_name)
+            if backend == "model-monitor"
+            else quality_schedule_name_for(endpoint_name)
+        )
     observability = EndpointObservability(f"{name}-observability", observability_args, opts=opts)
 
     # This stack's own last outputs (a StackReference to itself reads the previous update's outputs): the

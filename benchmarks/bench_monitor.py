@@ -9,6 +9,10 @@
    alibi/alibi-detect==0.13.0):
        python -m venv build/bench-venv-NAME && build/bench-venv-NAME/bin/pip install PACKAGE "pandas<3"
    A missing environment is reported as skipped.
+3. Scale-out (`--shards 4 --shard-records 10000000`): the capture split over 4 shard folders (what each
+   instance of a ShardedByS3Key input downloads), each analyzed into a mergeable partial in its own process
+   on one core (time, CPU, peak memory per shard), then the merge of the partials into the statistics,
+   violations and drifted set (time, peak memory), and the drifted set compared with the planted one.
 2. End to end on 1M capture records (one CSV row of 30 features each, one hour folder): parse, statistics,
    drift, on one core (CPU affinity 0), in a fresh process: wall time, CPU time and peak memory (max RSS).
 
@@ -175,15 +179,19 @@ def run_external(name: str, script: str, baseline_path: pathlib.Path, current_pa
     return result
 
 
-def write_capture(work: pathlib.Path, records: int) -> pathlib.Path:
+def write_capture(
+    work: pathlib.Path, records: int, capture: str = "capture", first: int = 0, seed: int = 7
+) -> pathlib.Path:
     """One hour folder with ``records`` single-row CSV capture records; baseline from 100k rows."""
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     names = _names()
-    write_baseline(pd.DataFrame(rng.normal(size=(100_000, N_FEATURES)), columns=names), work / "baseline")
-    hour = work / "capture" / "ep" / "AllTraffic" / f"{T0:%Y/%m/%d/%H}"
+    if not (work / "baseline" / "constraints.json").is_file() or capture == "capture":
+        base_rng = np.random.default_rng(7)
+        write_baseline(pd.DataFrame(base_rng.normal(size=(100_000, N_FEATURES)), columns=names), work / "baseline")
+    hour = work / capture / "ep" / "AllTraffic" / f"{T0:%Y/%m/%d/%H}"
     hour.mkdir(parents=True, exist_ok=True)
     path = hour / "capture.jsonl"
-    marker = work / "capture-records.txt"
+    marker = work / f"{capture}-records.txt"
     # The data is deterministic (seeded): reuse the file of an earlier run with the same record count.
     if path.is_file() and marker.is_file() and marker.read_text() == str(records):
         return path
@@ -201,8 +209,9 @@ def write_capture(work: pathlib.Path, records: int) -> pathlib.Path:
             rows = pd.DataFrame(values).to_csv(header=False, index=False, float_format="%.6g").splitlines()
             lines = []
             for i, row in enumerate(rows):
-                k = start + i
-                when = T0 + dt.timedelta(milliseconds=k * 3)
+                k = first + start + i
+                # Spread over the hour whatever the count (10M records: one every 0.36 ms).
+                when = T0 + dt.timedelta(microseconds=k * 3_590_000_000 // max(records * 4, 1))
                 stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
                 lines.append(template % (row, f"{k:032x}", stamp))
             handle.write("".join(lines))
@@ -231,6 +240,80 @@ print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak, "ro
 """
 
 
+SHARD = """
+import datetime as dt, json, os, pathlib, sys, time
+os.sched_setaffinity(0, {0})
+sys.path.insert(0, sys.argv[2])
+from monitoring.capture import LocalSource, TimeWindow
+from monitoring.job import analyze
+from monitoring.shards import partial_document, write_partial
+work, index = pathlib.Path(sys.argv[1]), sys.argv[3]
+t0 = dt.datetime(2024, 5, 1, 13, tzinfo=dt.UTC)
+window = TimeWindow(t0, t0 + dt.timedelta(hours=1))
+wall, cpu = time.perf_counter(), time.process_time()
+res = analyze(LocalSource(work / f"shard-{index}"), work / "baseline/statistics.json",
+              work / "baseline/constraints.json", window)
+write_partial(work / "partials" / f"partial-algo-{index}.json",
+              partial_document(res.profile, res.counts, res.files_read, f"algo-{index}", window))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+status = pathlib.Path("/proc/self/status").read_text().splitlines()
+peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+out = {"seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak, "rows_analyzed": res.counts.rows_analyzed}
+print(json.dumps(out))
+"""
+
+MERGE = """
+import json, os, pathlib, sys, time
+os.sched_setaffinity(0, {0})
+sys.path.insert(0, sys.argv[2])
+from monitoring.job import merged_result
+from monitoring.shards import read_partials
+work = pathlib.Path(sys.argv[1])
+wall, cpu = time.perf_counter(), time.process_time()
+res = merged_result(read_partials(work / "partials"), work / "baseline/statistics.json",
+                    work / "baseline/constraints.json", "bench")
+stats = res.profile.to_json()
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+drifted = [v.feature_name for v in res.evaluation.violations if v.constraint_check_type == "baseline_drift_check"]
+status = pathlib.Path("/proc/self/status").read_text().splitlines()
+peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak, "rows": stats["dataset"]["item_count"],
+                  "drifted": sorted(drifted, key=lambda n: int(n[1:]))}))
+"""
+
+
+def run_shards(work: pathlib.Path, records: int, shards: int) -> dict[str, Any]:
+    """Each shard's partial in its own one-core process (one after the other: the machine has 2 cores),
+    then the merge."""
+    per = records // shards
+    sizes = []
+    for i in range(shards):
+        path = write_capture(work, per, capture=f"shard-{i}", first=i * per, seed=100 + i)
+        sizes.append(path.stat().st_size)
+    runs = []
+    for i in range(shards):
+        proc = subprocess.run(
+            [sys.executable, "-c", SHARD, str(work), str(REPO), str(i)],
+            capture_output=True, text=True, check=True, timeout=3600,
+        )  # fmt: skip
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    merge = subprocess.run(
+        [sys.executable, "-c", MERGE, str(work), str(REPO)], capture_output=True, text=True, check=True, timeout=900
+    )
+    merged = json.loads(merge.stdout.strip().splitlines()[-1])
+    return {
+        "records": per * shards,
+        "shards": shards,
+        "capture_bytes": sum(sizes),
+        "per_shard": runs,
+        "slowest_shard_seconds": max(r["seconds"] for r in runs),
+        "max_shard_peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "merge": merged,
+        "merge_share_of_slowest_shard": merged["seconds"] / max(r["seconds"] for r in runs),
+        "same_drifted_set_as_planted": merged["drifted"] == [f"f{i}" for i in DRIFTED],
+    }
+
+
 def run_end_to_end(work: pathlib.Path, records: int, repeats: int = 2) -> dict[str, Any]:
     capture = write_capture(work, records)
     runs = []
@@ -255,6 +338,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--shard-records", type=int, default=10_000_000)
+    parser.add_argument("--skip-shards", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=OUT / "monitor.json")
     args = parser.parse_args()
     work = REPO / "build" / "bench" / "monitor-work"
@@ -280,15 +366,17 @@ def main() -> None:
         report["compare_100k_x_10k_x_30"] = compare
     if not args.skip_end_to_end:
         report["end_to_end"] = run_end_to_end(work / "e2e", args.records)
+    if not args.skip_shards:
+        report["shards"] = run_shards(work / "shards", args.shard_records, args.shards)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     # A partial run (--skip-...) keeps the other section of an earlier run, each with its own time.
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    for key in ("compare_100k_x_10k_x_30", "end_to_end"):
+    for key in ("compare_100k_x_10k_x_30", "end_to_end", "shards"):
         if key in report:
             report[key]["measured_at"] = now
     if args.out.is_file():
         previous = json.loads(args.out.read_text())
-        for key in ("compare_100k_x_10k_x_30", "end_to_end"):
+        for key in ("compare_100k_x_10k_x_30", "end_to_end", "shards"):
             if key not in report and key in previous:
                 report[key] = previous[key]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -47,6 +47,14 @@ PARAM_WINDOW_START = "WindowStart"
 PARAM_WINDOW_END = "WindowEnd"
 PARAM_WINDOW_SECONDS = "WindowSeconds"
 PIPELINE_STEP_NAME = "AnalyzeCapturedData"
+SHARD_STEP_NAME = "AnalyzeShards"
+MERGE_STEP_NAME = "MergeShards"
+QUALITY_STEP_NAME = "MeasureModelQualityAndBias"
+PARTIALS_INPUT_PATH = "/opt/ml/processing/input/partials"
+# Read by our monitor image (monitoring/entrypoint.py) in model-quality mode.
+LABEL_DELAY_ENV = "MLPLATFORM_LABEL_DELAY_SECONDS"
+GROUND_TRUTH_PREFIX = "ground-truth"
+"""Key prefix in the capture bucket under which users upload ground truth, per endpoint."""
 # The universal target that calls StartPipelineExecution with a request we write, so the scheduler's context
 # attribute `<aws.scheduler.scheduled-time>` can fill a pipeline parameter (EventBridge Scheduler guide,
 # "Adding context attributes"); the templated SageMaker target only takes fixed parameter values.
@@ -98,6 +106,9 @@ class DriftMonitorArgs(TypedDict):
     """VPC security groups for the monitoring jobs."""
     source_kms_key_arns: NotRequired[Sequence[pulumi.Input[str]]]
     """Keys of a promoting stack whose model bucket holds the baseline (prod reads dev's): decrypt only."""
+    ground_truth_s3_uri: NotRequired[pulumi.Input[str]]
+    """Where labels are uploaded (`s3://bucket/prefix/`, hour folders below); default
+    `s3://<capture bucket>/ground-truth/<endpoint>/`."""
     depends_on: NotRequired[Sequence[pulumi.Resource]]
     """Resources the schedules must wait for: the endpoint (CreateMonitoringSchedule checks that it exists
     and captures data; a pipeline run before it exists only fails)."""
@@ -153,6 +164,32 @@ def schedule_name_for(endpoint_name: str) -> str:
     return f"{endpoint_name}-drift"
 
 
+def quality_schedule_name_for(endpoint_name: str) -> str:
+    """Name of the model-quality schedule (and pipeline): the `MonitoringSchedule` dimension of its metrics."""
+    return f"{endpoint_name}-model-quality"
+
+
+def bias_schedule_name_for(endpoint_name: str) -> str:
+    """Name of the `model-monitor` backend's bias-drift schedule (the pipeline measures bias in the quality run)."""
+    return f"{endpoint_name}-model-bias"
+
+
+def default_ground_truth_uri(capture_s3_uri: str, endpoint_name: str) -> str:
+    """`s3://<capture bucket>/ground-truth/<endpoint>/`: labels sit beside the capture, under its retention."""
+    bucket, _ = parse_s3_uri(capture_s3_uri, "capture location")
+    return f"s3://{bucket}/{GROUND_TRUTH_PREFIX}/{endpoint_name}/"
+
+
+def sibling_uri(constraints_uri: str, folder: str) -> str:
+    """`.../baseline/constraints.json` -> `.../baseline/<folder>/constraints.json` (the evaluation's baselines)."""
+    return f"{posixpath.dirname(constraints_uri)}/{folder}/constraints.json"
+
+
+def offset(hours: int) -> str:
+    """An ISO-8601 duration before the scheduled time, Model Monitor's StartTimeOffset/EndTimeOffset: -PT25H."""
+    return f"-PT{hours}H"
+
+
 def default_reports_prefix(endpoint_name: str) -> str:
     return f"monitoring/{endpoint_name}/"
 
@@ -175,8 +212,14 @@ def pipeline_definition(
     reports_s3_uri: str,
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
+    instance_count: int = 1,
 ) -> dict[str, Any]:
     """The SageMaker Pipeline definition (schema version 2020-12-01) of one monitoring run.
+
+    With ``instance_count`` above 1 the run has two steps: `AnalyzeShards` runs that many instances, each
+    analyzing every n-th capture file of the window by key (ShardedByS3Key's dealing, done by the container
+    over the window's hour folders) into a mergeable partial; `MergeShards` downloads the partials and writes
+    the same statistics, violations, report and metrics one instance would.
 
     Written by hand rather than with the `sagemaker` SDK's `Pipeline(...).definition()`. The SDK (3.27.0)
     does build this definition offline, and its output for the same step equals this one apart from its
@@ -248,6 +291,9 @@ def pipeline_definition(
         },
         "NetworkConfig": _network_config(subnet_ids, security_group_ids, isolate=False),
     }
+    steps: list[dict[str, Any]] = [{"Name": PIPELINE_STEP_NAME, "Type": "Processing", "Arguments": arguments}]
+    if instance_count > 1:
+        steps = _sharded_steps(arguments, instance_count, reports_s3_uri)
     return {
         "Version": "2020-12-01",
         "Metadata": {},
@@ -266,7 +312,160 @@ def pipeline_definition(
             },
             {"Name": PARAM_WINDOW_SECONDS, "Type": "String", "DefaultValue": str(WINDOW_SECONDS)},
         ],
-        "Steps": [{"Name": PIPELINE_STEP_NAME, "Type": "Processing", "Arguments": arguments}],
+        "Steps": steps,
+    }
+
+
+def _execution_uri(base: str, *rest: str) -> dict[str, Any]:
+    """`base/<execution id>/rest...` as a pipeline expression: one folder per run."""
+    return {"Std:Join": {"On": "/", "Values": [base.rstrip("/"), {"Get": "Execution.PipelineExecutionId"}, *rest]}}
+
+
+def _sharded_steps(arguments: dict[str, Any], instance_count: int, reports_s3_uri: str) -> list[dict[str, Any]]:
+    partials_uri = _execution_uri(reports_s3_uri, "partials")
+    shard = json.loads(json.dumps(arguments))
+    shard["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = instance_count
+    shard["Environment"]["MLPLATFORM_MODE"] = "shard"
+    shard["Environment"]["publish_cloudwatch_metrics"] = "Disabled"
+    shard["Environment"].pop(PUT_METRIC_DATA_ENV, None)
+    shard["ProcessingOutputConfig"]["Outputs"] = [
+        {
+            "OutputName": "partials",
+            "AppManaged": False,
+            # Every instance uploads its partial-<host>.json under the same prefix.
+            "S3Output": {"S3Uri": partials_uri, "LocalPath": OUTPUT_PATH, "S3UploadMode": "EndOfJob"},
+        }
+    ]
+    merge = json.loads(json.dumps(arguments))
+    merge["Environment"]["MLPLATFORM_MODE"] = "merge"
+    merge["Environment"]["dataset_source"] = PARTIALS_INPUT_PATH
+    merge["ProcessingInputs"].append(
+        {
+            "InputName": "partials",
+            "AppManaged": False,
+            "S3Input": {
+                "S3Uri": partials_uri,
+                "LocalPath": PARTIALS_INPUT_PATH,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+                "S3CompressionType": "None",
+            },
+        }
+    )
+    return [
+        {"Name": SHARD_STEP_NAME, "Type": "Processing", "Arguments": shard},
+        {"Name": MERGE_STEP_NAME, "Type": "Processing", "Arguments": merge, "DependsOn": [SHARD_STEP_NAME]},
+    ]
+
+
+def quality_pipeline_definition(
+    *,
+    image: str,
+    job_role_arn: str,
+    settings: MonitoringSettings,
+    kms_key_arn: str,
+    endpoint_name: str,
+    schedule_name: str,
+    capture_s3_uri: str,
+    ground_truth_s3_uri: str,
+    baseline_statistics_uri: str,
+    quality_constraints_uri: str,
+    bias_constraints_uri: str | None,
+    reports_s3_uri: str,
+    subnet_ids: Sequence[str] = (),
+    security_group_ids: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The model-quality (and bias) pipeline: one processing step of our image in `model-quality` mode.
+
+    The scheduler passes its scheduled time T as the window end; the container judges the hour that ended
+    `label_delay_hours` before T, with the labels uploaded before T's hour (later ones are counted as late).
+    """
+    capture_bucket, capture_prefix = parse_s3_uri(capture_s3_uri, "capture location")
+    parse_s3_uri(ground_truth_s3_uri, "ground-truth location")
+    cluster: dict[str, Any] = {
+        "InstanceCount": 1,
+        "InstanceType": settings.instance_type,
+        "VolumeSizeInGB": VOLUME_SIZE_GB,
+    }
+    if not has_local_nvme(settings.instance_type):
+        # SageMaker refuses a volume key (VolumeKmsKeyId) for instance types with local NVMe storage.
+        cluster["VolumeKmsKeyId"] = kms_key_arn
+    inputs = [
+        _baseline_input("baseline-statistics", baseline_statistics_uri, "statistics"),
+        _baseline_input("quality-constraints", quality_constraints_uri, "quality"),
+    ]
+    environment: dict[str, Any] = {
+        "MLPLATFORM_MODE": "model-quality",
+        "dataset_format": DATASET_FORMAT,
+        "dataset_source": f"s3://{capture_bucket}/{_join_key(capture_prefix, endpoint_name)}/",
+        "ground_truth_source": ground_truth_s3_uri,
+        "output_path": OUTPUT_PATH,
+        "baseline_statistics": f"{BASELINE_INPUT_PATH}/statistics/{posixpath.basename(baseline_statistics_uri)}",
+        "baseline_constraints": f"{BASELINE_INPUT_PATH}/quality/{posixpath.basename(quality_constraints_uri)}",
+        "problem_type": settings.problem_type,
+        "inference_attribute": settings.inference_attribute,
+        "probability_attribute": settings.probability_attribute,
+        "positive_label": settings.positive_label,
+        "end_time": {"Get": f"Parameters.{PARAM_WINDOW_END}"},
+        WINDOW_SECONDS_ENV: str(WINDOW_SECONDS),
+        LABEL_DELAY_ENV: str(settings.label_delay_hours * 3600),
+        "publish_cloudwatch_metrics": "Enabled",
+        PUT_METRIC_DATA_ENV: "1",
+        "sagemaker_endpoint_name": endpoint_name,
+        "sagemaker_monitoring_schedule_name": schedule_name,
+    }
+    if settings.sensitive_attribute is not None and bias_constraints_uri is not None:
+        inputs.append(_baseline_input("bias-constraints", bias_constraints_uri, "bias"))
+        environment["sensitive_attribute"] = settings.sensitive_attribute
+        environment["bias_baseline"] = f"{BASELINE_INPUT_PATH}/bias/{posixpath.basename(bias_constraints_uri)}"
+    arguments: dict[str, Any] = {
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "AppSpecification": {"ImageUri": image},
+        "RoleArn": job_role_arn,
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "report",
+                    "AppManaged": False,
+                    "S3Output": {
+                        "S3Uri": _execution_uri(reports_s3_uri),
+                        "LocalPath": OUTPUT_PATH,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ],
+            "KmsKeyId": kms_key_arn,
+        },
+        "Environment": environment,
+        "NetworkConfig": _network_config(subnet_ids, security_group_ids, isolate=False),
+    }
+    return {
+        "Version": "2020-12-01",
+        "Metadata": {},
+        "Parameters": [
+            # The scheduler always passes its scheduled time; a manual start must name it.
+            {"Name": PARAM_WINDOW_END, "Type": "String", "DefaultValue": ""},
+        ],
+        "Steps": [{"Name": QUALITY_STEP_NAME, "Type": "Processing", "Arguments": arguments}],
+    }
+
+
+def clarify_analysis_config(settings: MonitoringSettings) -> dict[str, Any]:
+    """SageMaker Clarify's analysis configuration for the `model-monitor` backend's bias job: the facet by its
+    CSV column, the positive label, post-training metrics DPPL, RD and AD (developer guide,
+    clarify-processing-job-configure-analysis)."""
+    if settings.sensitive_feature_index is None:
+        raise ValueError("mlplatform:monitorSensitiveFeatureIndex is required for Clarify's bias job")
+    return {
+        "version": "1.0",
+        "label": "label",
+        "label_values_or_threshold": [settings.positive_label],
+        "facet": [{"name_or_index": settings.sensitive_feature_index}],
+        "methods": {"post_training_bias": {"methods": ["DPPL", "RD", "AD"]}},
+        "probability_threshold": 0.5,
     }
 
 
@@ -297,7 +496,7 @@ def _join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
-def start_pipeline_request(pipeline_name: str) -> dict[str, Any]:
+def start_pipeline_request(pipeline_name: str, what: str = "drift") -> dict[str, Any]:
     """The StartPipelineExecution request the scheduler sends each hour (its universal target's input).
 
     `<aws.scheduler.scheduled-time>` is the hour the run is for (flexible window off, so it is exactly minute
@@ -306,9 +505,9 @@ def start_pipeline_request(pipeline_name: str) -> dict[str, Any]:
     """
     return {
         "PipelineName": pipeline_name,
-        "PipelineExecutionDescription": f"hourly drift analysis of the hour before {SCHEDULED_TIME}",
+        "PipelineExecutionDescription": f"hourly {what} analysis for {SCHEDULED_TIME}",
         "PipelineParameters": [{"Name": PARAM_WINDOW_END, "Value": SCHEDULED_TIME}],
-        "ClientRequestToken": f"hourly-drift-run-{SCHEDULED_TIME}",
+        "ClientRequestToken": f"hourly-{what}-run-{SCHEDULED_TIME}",
     }
 
 
@@ -330,6 +529,8 @@ def monitoring_job_policy(
     source_kms_key_arns: Sequence[str] = (),
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
+    ground_truth_s3_uri: str | None = None,
+    read_reports: bool = False,
 ) -> str:
     """What one monitoring run may do: read the endpoint's capture and the baseline, write reports, use the
     key, log, pull the monitor image, publish metrics into our namespace. Nothing else."""
@@ -390,6 +591,51 @@ def monitoring_job_policy(
             "Condition": {"StringEquals": {"cloudwatch:namespace": contract.METRIC_NAMESPACE}},
         },
     ]
+    if ground_truth_s3_uri is not None:
+        gt_bucket, gt_prefix = parse_s3_uri(ground_truth_s3_uri, "ground-truth location")
+        gt_prefix = _join_key(gt_prefix) + "/"
+        statements += [
+            {
+                "Sid": "ListGroundTruth",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:{partition}:s3:::{gt_bucket}",
+                "Condition": {"StringLike": {"s3:prefix": [gt_prefix, f"{gt_prefix}*"]}},
+            },
+            {
+                "Sid": "ReadGroundTruth",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:{partition}:s3:::{gt_bucket}/{gt_prefix}*",
+            },
+            {
+                # Resource "*" as above (no resource-level permissions); only the quality and bias namespaces.
+                "Sid": "PublishQualityMetrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"cloudwatch:namespace": [contract.QUALITY_NAMESPACE, contract.BIAS_NAMESPACE]}
+                },
+            },
+        ]
+    if read_reports:
+        # The merge step downloads the shards' partials, written under the reports prefix.
+        statements += [
+            {
+                "Sid": "ListShardPartials",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:{partition}:s3:::{reports_bucket}",
+                "Condition": {"StringLike": {"s3:prefix": [reports_prefix, f"{reports_prefix}*"]}},
+            },
+            {
+                "Sid": "ReadShardPartials",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:{partition}:s3:::{reports_bucket}/{reports_prefix}*",
+            },
+        ]
     if source_kms_key_arns:
         statements.append(
             {
@@ -467,7 +713,8 @@ def pipeline_orchestration_policy(
     )
 
 
-def scheduler_policy(pipeline_arn: str) -> str:
+def scheduler_policy(pipeline_arn: str | Sequence[str]) -> str:
+    arns = [pipeline_arn] if isinstance(pipeline_arn, str) else sorted(pipeline_arn)
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -476,7 +723,7 @@ def scheduler_policy(pipeline_arn: str) -> str:
                     "Sid": "StartMonitorPipeline",
                     "Effect": "Allow",
                     "Action": "sagemaker:StartPipelineExecution",
-                    "Resource": pipeline_arn,
+                    "Resource": arns[0] if len(arns) == 1 else arns,
                 }
             ],
         }
@@ -510,6 +757,12 @@ class DriftMonitor(pulumi.ComponentResource):
     """Role the monitoring runs use. Empty for `none`."""
     metric_namespace: str
     """CloudWatch namespace of the drift metrics (from monitoring/metrics_contract.py)."""
+    quality_schedule_name: pulumi.Output[str]
+    """Name of the model-quality schedule (and pipeline); empty when quality is off."""
+    bias_schedule_name: pulumi.Output[str]
+    """Name of the schedule whose runs measure bias drift (the quality schedule on `pipeline`); empty when off."""
+    ground_truth_uri: pulumi.Output[str]
+    """Where labels go (`s3://.../ground-truth/<endpoint>/`, hour folders below); empty when quality is off."""
 
     def __init__(self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlplatform:monitoring:DriftMonitor", name, None, opts)
@@ -522,6 +775,9 @@ class DriftMonitor(pulumi.ComponentResource):
         self.pipeline_name = empty
         self.reports_uri = empty
         self.role_arn = empty
+        self.quality_schedule_name = empty
+        self.bias_schedule_name = empty
+        self.ground_truth_uri = empty
 
         if settings.backend != "none":
             endpoint = args["endpoint_name"]
@@ -533,6 +789,13 @@ class DriftMonitor(pulumi.ComponentResource):
             invoke = pulumi.InvokeOutputOptions(parent=self)
             self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
             self._partition = aws.get_partition_output(opts=invoke).partition
+            if settings.quality:
+                self.ground_truth_uri = pulumi.Output.from_input(
+                    args.get("ground_truth_s3_uri")
+                    or pulumi.Output.from_input(args["capture_s3_uri"]).apply(
+                        lambda uri: default_ground_truth_uri(uri, endpoint)
+                    )
+                )
             if settings.backend == "model-monitor":
                 self._model_monitor(name, args)
             else:
@@ -544,6 +807,9 @@ class DriftMonitor(pulumi.ComponentResource):
                 "pipeline_name": self.pipeline_name,
                 "reports_uri": self.reports_uri,
                 "role_arn": self.role_arn,
+                "quality_schedule_name": self.quality_schedule_name,
+                "bias_schedule_name": self.bias_schedule_name,
+                "ground_truth_uri": self.ground_truth_uri,
             }
         )
 
@@ -564,6 +830,7 @@ class DriftMonitor(pulumi.ComponentResource):
             args["kms_key_arn"],
             image_repository,
             pulumi.Output.all(*args.get("source_kms_key_arns", [])),
+            self.ground_truth_uri,
         ).apply(
             lambda v: monitoring_job_policy(
                 partition=v[0],
@@ -579,6 +846,11 @@ class DriftMonitor(pulumi.ComponentResource):
                 source_kms_key_arns=v[8],
                 subnet_ids=list(args.get("subnet_ids", [])),
                 security_group_ids=list(args.get("security_group_ids", [])),
+                ground_truth_s3_uri=v[9] or None,
+                # The merge step reads the shards' partials; Clarify's bias job reads its analysis config, both
+                # under the reports prefix.
+                read_reports=args["settings"].instance_count > 1
+                or (args["settings"].backend == "model-monitor" and args["settings"].sensitive_attribute is not None),
             )
         )
         aws.iam.RolePolicy(f"{name}-job-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
@@ -659,6 +931,153 @@ class DriftMonitor(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.get("depends_on", []))),
         )
         self.schedule_name = schedule.name
+        if settings.quality:
+            self._model_monitor_quality(name, args, role, analyzer.registry_path, cluster, network)
+
+    def _model_monitor_quality(
+        self,
+        name: str,
+        args: DriftMonitorArgs,
+        role: aws.iam.Role,
+        analyzer_image: pulumi.Input[str],
+        cluster: Mapping[str, Any],
+        network: Mapping[str, Any],
+    ) -> None:
+        """Model Monitor's ModelQualityJobDefinition (built-in analyzer) and, with a sensitive attribute, a
+        ModelBiasJobDefinition (SageMaker Clarify), each run hourly by a MonitoringSchedule.
+
+        pulumi-aws has no resource for these job definitions (only DataQualityJobDefinition), so they come from
+        pulumi-aws-native (AWS::SageMaker::ModelQualityJobDefinition / ModelBiasJobDefinition through Cloud
+        Control), with an aws-native provider for the stack's region; the schedules stay pulumi-aws resources.
+        Each run judges the hour that ended `label_delay_hours` ago (Start/EndTimeOffset), so its labels had
+        that long to arrive."""
+        import pulumi_aws_native as aws_native
+
+        settings = args["settings"]
+        endpoint = args["endpoint_name"]
+        child = pulumi.ResourceOptions(parent=self)
+        native = aws_native.Provider(f"{name}-aws-native", region=args["region"], opts=child)
+        native_opts = pulumi.ResourceOptions(parent=self, provider=native)
+        constraints_uri = pulumi.Output.from_input(args["baseline_constraints_uri"])
+        endpoint_input: Any = {
+            "endpoint_name": endpoint,
+            "local_path": ENDPOINT_INPUT_PATH,
+            "inference_attribute": settings.inference_attribute,
+            "s3_input_mode": "File",
+            "s3_data_distribution_type": "FullyReplicated",
+            "start_time_offset": offset(settings.label_delay_hours + 1),
+            "end_time_offset": offset(settings.label_delay_hours),
+        }
+        if settings.problem_type == "BinaryClassification" and settings.probability_attribute:
+            endpoint_input["probability_attribute"] = settings.probability_attribute
+            endpoint_input["probability_threshold_attribute"] = 0.5
+        # pulumi-aws-native's generated input types are TypedDicts per resource; these plain dicts carry the same
+        # keys (checked by the tests against botocore's models of the Create*JobDefinition requests).
+        native_cluster: Any = {k: v for k, v in cluster.items()}
+        native_network: Any = dict(network)
+        output_config: Any = {
+            "monitoring_outputs": [
+                {
+                    "s3_output": {
+                        "s3_uri": pulumi.Output.concat(self.reports_uri, "model-quality"),
+                        "local_path": OUTPUT_PATH,
+                        "s3_upload_mode": "EndOfJob",
+                    }
+                }
+            ],
+            "kms_key_id": args["kms_key_arn"],
+        }
+        quality = aws_native.sagemaker.ModelQualityJobDefinition(
+            f"{name}-model-quality",
+            endpoint_name=endpoint,
+            model_quality_app_specification=cast(
+                Any, {"image_uri": analyzer_image, "problem_type": settings.problem_type}
+            ),
+            model_quality_baseline_config={
+                "constraints_resource": {"s3_uri": constraints_uri.apply(lambda u: sibling_uri(u, "model_quality"))}
+            },
+            model_quality_job_input=cast(
+                Any, {"endpoint_input": endpoint_input, "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri}}
+            ),
+            model_quality_job_output_config=output_config,
+            job_resources={"cluster_config": native_cluster},
+            network_config=native_network,
+            role_arn=role.arn,
+            stopping_condition={"max_runtime_in_seconds": settings.max_runtime_seconds},
+            opts=native_opts,
+        )
+        quality_schedule = aws.sagemaker.MonitoringSchedule(
+            f"{name}-model-quality-schedule",
+            name=quality_schedule_name_for(endpoint),
+            monitoring_schedule_config={
+                "monitoring_type": "ModelQuality",
+                "monitoring_job_definition_name": quality.job_definition_name,
+                "schedule_config": {"schedule_expression": MODEL_MONITOR_HOURLY},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.get("depends_on", []))),
+        )
+        self.quality_schedule_name = quality_schedule.name
+        if settings.sensitive_attribute is None:
+            return
+        clarify = aws.sagemaker.get_prebuilt_ecr_image_output(
+            repository_name="sagemaker-clarify-processing",
+            image_tag="1.0",
+            region=args["region"],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        analysis = aws.s3.BucketObjectv2(
+            f"{name}-bias-analysis-config",
+            bucket=args["reports_bucket"],
+            key=f"{self._prefix}model-bias/analysis_config.json",
+            content=json.dumps(clarify_analysis_config(settings), sort_keys=True),
+            content_type="application/json",
+            server_side_encryption="aws:kms",
+            kms_key_id=args["kms_key_arn"],
+            opts=child,
+        )
+        bias_output: Any = dict(output_config)
+        bias_output["monitoring_outputs"] = [
+            {
+                "s3_output": {
+                    "s3_uri": pulumi.Output.concat(self.reports_uri, "model-bias"),
+                    "local_path": OUTPUT_PATH,
+                    "s3_upload_mode": "EndOfJob",
+                }
+            }
+        ]
+        bias_input = {k: v for k, v in endpoint_input.items() if k != "inference_attribute"}
+        bias_input["inference_attribute"] = settings.inference_attribute
+        bias = aws_native.sagemaker.ModelBiasJobDefinition(
+            f"{name}-model-bias",
+            endpoint_name=endpoint,
+            model_bias_app_specification={
+                "image_uri": clarify.registry_path,
+                "config_uri": pulumi.Output.concat("s3://", analysis.bucket, "/", analysis.key),
+            },
+            model_bias_baseline_config={
+                "constraints_resource": {"s3_uri": constraints_uri.apply(lambda u: sibling_uri(u, "model_bias"))}
+            },
+            model_bias_job_input=cast(
+                Any, {"endpoint_input": bias_input, "ground_truth_s3_input": {"s3_uri": self.ground_truth_uri}}
+            ),
+            model_bias_job_output_config=bias_output,
+            job_resources={"cluster_config": native_cluster},
+            network_config=native_network,
+            role_arn=role.arn,
+            stopping_condition={"max_runtime_in_seconds": settings.max_runtime_seconds},
+            opts=native_opts,
+        )
+        bias_schedule = aws.sagemaker.MonitoringSchedule(
+            f"{name}-model-bias-schedule",
+            name=bias_schedule_name_for(endpoint),
+            monitoring_schedule_config={
+                "monitoring_type": "ModelBias",
+                "monitoring_job_definition_name": bias.job_definition_name,
+                "schedule_config": {"schedule_expression": MODEL_MONITOR_HOURLY},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.get("depends_on", []))),
+        )
+        self.bias_schedule_name = bias_schedule.name
 
     def _pipeline(self, name: str, args: DriftMonitorArgs) -> None:
         settings = args["settings"]
@@ -710,6 +1129,7 @@ class DriftMonitor(pulumi.ComponentResource):
                     reports_s3_uri=v[6],
                     subnet_ids=list(args.get("subnet_ids", [])),
                     security_group_ids=list(args.get("security_group_ids", [])),
+                    instance_count=settings.instance_count,
                 ),
                 sort_keys=True,
             )
@@ -730,12 +1150,39 @@ class DriftMonitor(pulumi.ComponentResource):
             assume_role_policy=self._account_id.apply(lambda a: service_trust_policy("scheduler.amazonaws.com", a)),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        quality_pipeline = None
+        if settings.quality:
+            quality_pipeline = self._quality_pipeline(name, args, image, job_role, pipeline_role, pipeline_policy)
+        pipeline_arns = [pipeline.arn, *([quality_pipeline.arn] if quality_pipeline is not None else [])]
         start_policy = aws.iam.RolePolicy(
             f"{name}-scheduler-policy",
             role=scheduler_role.id,
-            policy=pipeline.arn.apply(scheduler_policy),
+            policy=pulumi.Output.all(*pipeline_arns).apply(lambda arns: scheduler_policy(list(arns))),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if quality_pipeline is not None:
+            quality_name = quality_schedule_name_for(endpoint)
+            aws.scheduler.Schedule(
+                f"{name}-model-quality-schedule",
+                name=quality_name,
+                description=f"Starts the model-quality pipeline of endpoint {endpoint} every hour",
+                schedule_expression=SCHEDULER_HOURLY,
+                schedule_expression_timezone="UTC",
+                # Off: the scheduled time is the deadline of the labels and fixes the judged hour.
+                flexible_time_window={"mode": "OFF"},
+                target={
+                    "arn": self._partition.apply(lambda p: START_PIPELINE_TARGET.format(partition=p)),
+                    "role_arn": scheduler_role.arn,
+                    "input": quality_pipeline.pipeline_name.apply(
+                        lambda n: json.dumps(start_pipeline_request(n, what="model-quality"))
+                    ),
+                    "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": WINDOW_SECONDS},
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[start_policy, *list(args.get("depends_on", []))]),
+            )
+            self.quality_schedule_name = pulumi.Output.from_input(quality_name)
+            if settings.sensitive_attribute is not None:
+                self.bias_schedule_name = pulumi.Output.from_input(quality_name)
         aws.scheduler.Schedule(
             f"{name}-schedule",
             name=schedule_name,
@@ -755,6 +1202,61 @@ class DriftMonitor(pulumi.ComponentResource):
         )
         self.schedule_name = pulumi.Output.from_input(schedule_name)
         self.pipeline_name = pipeline.pipeline_name
+
+    def _quality_pipeline(
+        self,
+        name: str,
+        args: DriftMonitorArgs,
+        image: pulumi.Output[str],
+        job_role: aws.iam.Role,
+        pipeline_role: aws.iam.Role,
+        pipeline_policy: aws.iam.RolePolicy,
+    ) -> aws.sagemaker.Pipeline:
+        settings = args["settings"]
+        endpoint = args["endpoint_name"]
+        schedule_name = quality_schedule_name_for(endpoint)
+        definition = pulumi.Output.all(
+            image,
+            job_role.arn,
+            args["kms_key_arn"],
+            args["capture_s3_uri"],
+            self.ground_truth_uri,
+            args["baseline_statistics_uri"],
+            args["baseline_constraints_uri"],
+            self.reports_uri,
+        ).apply(
+            lambda v: json.dumps(
+                quality_pipeline_definition(
+                    image=v[0],
+                    job_role_arn=v[1],
+                    settings=settings,
+                    kms_key_arn=v[2],
+                    endpoint_name=endpoint,
+                    schedule_name=schedule_name,
+                    capture_s3_uri=v[3],
+                    ground_truth_s3_uri=v[4],
+                    baseline_statistics_uri=v[5],
+                    quality_constraints_uri=sibling_uri(v[6], "model_quality"),
+                    bias_constraints_uri=sibling_uri(v[6], "model_bias") if settings.sensitive_attribute else None,
+                    reports_s3_uri=v[7] + "model-quality/",
+                    subnet_ids=list(args.get("subnet_ids", [])),
+                    security_group_ids=list(args.get("security_group_ids", [])),
+                ),
+                sort_keys=True,
+            )
+        )
+        return aws.sagemaker.Pipeline(
+            f"{name}-model-quality-pipeline",
+            pipeline_name=schedule_name,
+            pipeline_display_name=schedule_name,
+            pipeline_description=(
+                f"Hourly model quality{' and bias drift' if settings.sensitive_attribute else ''} of endpoint "
+                f"{endpoint}: captures joined with ground truth"
+            ),
+            role_arn=pipeline_role.arn,
+            pipeline_definition=definition,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[pipeline_policy]),
+        )
 
 
 def metric_dimensions(endpoint_name: str, schedule_name: pulumi.Input[str]) -> Mapping[str, pulumi.Input[str]]:

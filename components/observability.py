@@ -19,8 +19,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.monitoring import MonitorBackend
-from components.settings import AlarmSettings, instance_family, is_gpu_instance
+from components.settings import AlarmSettings, MonitoringSettings, instance_family, is_gpu_instance
 from monitoring import metrics_contract as contract
+
+# Quality metrics that get worse as they grow (their alarm trips above the threshold).
+LOWER_IS_BETTER = frozenset({"false_positive_rate", "false_negative_rate", "mae", "mse", "rmse"})
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
 """Namespace of the endpoint's invocation metrics (dimensions EndpointName, VariantName)."""
@@ -55,6 +58,12 @@ class EndpointObservabilityArgs(TypedDict):
     """The monitor's schedule name (`ScheduleName` dimension of the drift metrics); required unless `none`."""
     monitor_pipeline_name: NotRequired[pulumi.Input[str]]
     """The monitor's SageMaker Pipeline name; required by the `pipeline` backend."""
+    quality: NotRequired[MonitoringSettings]
+    """The monitor's settings when model quality is on (`mlplatform:monitorQuality`): quality and bias alarms."""
+    quality_schedule_name: NotRequired[pulumi.Input[str]]
+    """The model-quality schedule's name (`MonitoringSchedule` dimension of the quality metrics)."""
+    bias_schedule_name: NotRequired[pulumi.Input[str]]
+    """The schedule whose runs measure bias (the quality schedule on `pipeline`)."""
     idle_alarm: NotRequired[bool]
     """Alarm when the endpoint gets no invocations at all (default true; dev endpoints are often idle)."""
 
@@ -205,6 +214,9 @@ def dashboard_body(
     schedule_name: str,
     pipeline_name: str,
     alarm_arns: Sequence[str],
+    quality_schedule_name: str = "",
+    quality_metric: str = "",
+    bias: bool = False,
 ) -> str:
     """CloudWatch dashboard JSON: latency, traffic, errors, utilization, alarms and drift per feature."""
     dims = ["EndpointName", endpoint_name, "VariantName", variant_name]
@@ -320,6 +332,43 @@ def dashboard_body(
             [PIPELINE_NAMESPACE, "ExecutionFailed", "PipelineName", pipeline_name, {"stat": "Sum"}],
         ]
         widgets.append(graph("Monitor runs: violations, rows analyzed, failures", run_metrics, 17, width, period=3600))
+    if quality_schedule_name:
+        quality_dims = [
+            contract.QUALITY_ENDPOINT_DIMENSION,
+            endpoint_name,
+            contract.QUALITY_SCHEDULE_DIMENSION,
+            quality_schedule_name,
+        ]
+        quality_metrics: list[list[Any]] = [
+            [contract.QUALITY_NAMESPACE, quality_metric, *quality_dims, {"stat": "Average"}],
+        ]
+        if monitor_backend == "pipeline":
+            # Our image also publishes how many predictions had labels, and how many came late or never.
+            for metric in (contract.LABELED_METRIC, contract.UNLABELED_METRIC, contract.LATE_LABELS_METRIC):
+                quality_metrics.append(
+                    [contract.QUALITY_NAMESPACE, metric, *quality_dims, {"stat": "Sum", "yAxis": "right"}]
+                )
+        widgets.append(
+            graph(f"Model quality: {quality_metric} (hourly, labels joined)", quality_metrics, 23, 0, period=3600)
+        )
+    if quality_schedule_name and bias:
+        search = (
+            f"SEARCH('{{{contract.BIAS_NAMESPACE},{contract.QUALITY_ENDPOINT_DIMENSION},"
+            f"{contract.QUALITY_SCHEDULE_DIMENSION},BiasStage,Label,LabelValue,Facet,FacetValue}} "
+            f'{contract.QUALITY_ENDPOINT_DIMENSION}="{endpoint_name}" '
+            f"MetricName=({contract.bias_metric('DPPL')} OR {contract.bias_metric('RD')})', 'Maximum', "
+            f"{MONITOR_PERIOD_SECONDS})"
+        )
+        widgets.append(
+            graph(
+                "Bias per group: DPPL (demographic parity) and RD (equal opportunity)",
+                [[{"expression": search, "id": "bias", "label": ""}]],
+                23,
+                width,
+                period=MONITOR_PERIOD_SECONDS,
+                yAxis={"left": {"min": -1, "max": 1}},
+            )
+        )
     return json.dumps({"widgets": widgets}, sort_keys=True)
 
 
@@ -399,6 +448,25 @@ class EndpointObservability(pulumi.ComponentResource):
                 )
                 aws.cloudwatch.EventTarget(f"{name}-{kind}-topic", rule=rule.name, arn=topic.arn, opts=child)
                 rule_arns.append(rule.arn)
+            quality_rules: list[tuple[str, pulumi.Input[str], str]] = []
+            quality_settings = args.get("quality")
+            if quality_settings is not None:
+                quality_rules.append(("quality-violations", args.get("quality_schedule_name", ""), "model quality"))
+                if quality_settings.sensitive_attribute is not None:
+                    quality_rules.append(("bias-violations", args.get("bias_schedule_name", ""), "bias drift"))
+            for kind, schedule, what in quality_rules:
+                arn = pulumi.Output.all(partition, account_id, schedule).apply(
+                    lambda v: f"arn:{v[0]}:sagemaker:{region}:{v[1]}:monitoring-schedule/{v[2]}"
+                )
+                rule = aws.cloudwatch.EventRule(
+                    f"{name}-{kind}-rule",
+                    name=alarm_name(endpoint, kind),
+                    description=f"A {what} run of endpoint {endpoint} found violations (see its report)",
+                    event_pattern=arn.apply(lambda a: monitoring_run_pattern(a, "violations")),
+                    opts=child,
+                )
+                aws.cloudwatch.EventTarget(f"{name}-{kind}-topic", rule=rule.name, arn=topic.arn, opts=child)
+                rule_arns.append(rule.arn)
 
         topic_policy_resource = aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
@@ -410,6 +478,7 @@ class EndpointObservability(pulumi.ComponentResource):
         )
 
         alarms = self._alarms(name, args, topic.arn, topic_policy_resource)
+        quality = args.get("quality")
 
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
@@ -417,6 +486,7 @@ class EndpointObservability(pulumi.ComponentResource):
             dashboard_body=pulumi.Output.all(
                 args.get("monitor_schedule_name", ""),
                 args.get("monitor_pipeline_name", ""),
+                args.get("quality_schedule_name", ""),
                 *[a.arn for a in alarms],
             ).apply(
                 lambda v: dashboard_body(
@@ -427,7 +497,10 @@ class EndpointObservability(pulumi.ComponentResource):
                     monitor_backend=backend,
                     schedule_name=v[0],
                     pipeline_name=v[1],
-                    alarm_arns=v[2:],
+                    alarm_arns=v[3:],
+                    quality_schedule_name=v[2] if quality is not None else "",
+                    quality_metric=quality.quality_alarm_metric if quality is not None else "",
+                    bias=quality is not None and quality.sensitive_attribute is not None,
                 )
             ),
             opts=child,
@@ -572,10 +645,61 @@ class EndpointObservability(pulumi.ComponentResource):
                 datapoints_to_alarm=settings.evaluation_periods,
             )
 
+        quality = args.get("quality")
+        if quality is not None and args["monitor_backend"] != "none":
+            # Both backends publish the quality metrics under the same namespace, names and dimensions (Model
+            # Monitor's analyzer and our image), so this alarm does not care which one runs.
+            worse_when_higher = quality.quality_alarm_metric in LOWER_IS_BETTER
+            alarm(
+                "model-quality",
+                f"{quality.quality_alarm_metric} of {endpoint}'s predictions, joined with ground truth, "
+                f"{'above' if worse_when_higher else 'below'} {quality.quality_alarm_threshold}",
+                namespace=contract.QUALITY_NAMESPACE,
+                metric_name=quality.quality_alarm_metric,
+                dimensions={
+                    contract.QUALITY_ENDPOINT_DIMENSION: endpoint,
+                    contract.QUALITY_SCHEDULE_DIMENSION: args.get("quality_schedule_name", ""),
+                },
+                statistic="Average",
+                comparison_operator="GreaterThanThreshold" if worse_when_higher else "LessThanThreshold",
+                threshold=quality.quality_alarm_threshold,
+                # No labels yet, no datapoint: not a quality problem (the unlabeled count shows it).
+                treat_missing_data="notBreaching",
+                period=MONITOR_PERIOD_SECONDS,
+                evaluation_periods=1,
+                datapoints_to_alarm=1,
+            )
         if args["monitor_backend"] != "pipeline":
             # Model Monitor's built-in analyzer publishes no violation count and no failure metric: its
             # drift and failure signals are the EventBridge rules above.
             return created
+        if quality is not None:
+            quality_dims = {
+                contract.QUALITY_ENDPOINT_DIMENSION: endpoint,
+                contract.QUALITY_SCHEDULE_DIMENSION: args.get("quality_schedule_name", ""),
+            }
+            counts = [
+                ("quality-violations", contract.QUALITY_NAMESPACE, contract.QUALITY_VIOLATIONS_METRIC, "model-quality")
+            ]
+            if quality.sensitive_attribute is not None:
+                counts.append(
+                    ("bias-violations", contract.BIAS_NAMESPACE, contract.BIAS_VIOLATIONS_METRIC, "bias-drift")
+                )
+            for kind, namespace, metric, what in counts:
+                alarm(
+                    kind,
+                    f"The hourly {what} check of {endpoint} found violations (see its report)",
+                    namespace=namespace,
+                    metric_name=metric,
+                    dimensions=quality_dims,
+                    statistic="Maximum",
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=0,
+                    treat_missing_data="notBreaching",
+                    period=MONITOR_PERIOD_SECONDS,
+                    evaluation_periods=1,
+                    datapoints_to_alarm=1,
+                )
         monitor_dims = {
             contract.ENDPOINT_DIMENSION: endpoint,
             contract.SCHEDULE_DIMENSION: args.get("monitor_schedule_name", ""),

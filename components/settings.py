@@ -405,6 +405,50 @@ class MonitoringSettings(_Section):
     """Instance type of each monitoring run."""
     max_runtime_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     """Stop a monitoring run after this long."""
+    instance_count: Annotated[int, Field(ge=1, le=20)] = 1
+    """Instances of a drift run; above 1 the `pipeline` backend analyzes the window in shards and merges them."""
+    quality: bool = False
+    """Monitor model quality against the evaluation's baseline, joining captures with uploaded ground truth."""
+    problem_type: Literal["BinaryClassification", "MulticlassClassification", "Regression"] = "BinaryClassification"
+    """The model's task (Model Monitor's ProblemType): decides the quality metrics."""
+    inference_attribute: Annotated[str, Field(min_length=1, max_length=256)] = "0"
+    """Where the predicted label is in an answer: a CSV column (0-based) or a JSON path."""
+    probability_attribute: Annotated[str, Field(max_length=256)] = "2"
+    """Where P(positive class) is in an answer (binary AUC); empty for none. The serving image answers `label,p0,p1`."""
+    positive_label: Annotated[str, Field(min_length=1, max_length=64)] = "1"
+    """The positive class of a binary model (precision, recall, bias rates)."""
+    label_delay_hours: Annotated[int, Field(ge=1, le=168)] = 24
+    """How long ground truth takes: each hourly quality run judges the hour that ended this long ago; labels
+    uploaded later are counted as late."""
+    quality_alarm_metric: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")] = "accuracy"
+    """Model-quality metric the quality alarm watches (e.g. accuracy, auc, f1; rmse for regression)."""
+    quality_alarm_threshold: Annotated[float, Field(ge=0, le=1e12)] = 0.8
+    """The alarm trips below this value (above it for error metrics: rmse, mae, mse, false_*_rate)."""
+    sensitive_attribute: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    """Bias drift: a request feature, or a column of the ground truth's JSON data, whose groups are compared."""
+    sensitive_feature_index: Annotated[int | None, Field(ge=0, le=10_000)] = None
+    """Its column in a CSV request; required by `model-monitor` (SageMaker Clarify reads features by position)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> MonitoringSettings:
+        if self.sensitive_attribute is not None and not self.quality:
+            raise ValueError(
+                "mlplatform:monitorSensitiveAttribute needs mlplatform:monitorQuality true (bias is computed on "
+                "the predictions joined with ground truth)"
+            )
+        if self.sensitive_attribute is not None and self.problem_type == "Regression":
+            raise ValueError("mlplatform:monitorSensitiveAttribute: bias metrics need a classification problem type")
+        if self.backend == "model-monitor" and self.sensitive_attribute and self.sensitive_feature_index is None:
+            raise ValueError(
+                "mlplatform:monitorBackend model-monitor with mlplatform:monitorSensitiveAttribute needs "
+                "mlplatform:monitorSensitiveFeatureIndex (Clarify reads the feature by its CSV column)"
+            )
+        if self.backend == "model-monitor" and self.instance_count > 1:
+            raise ValueError(
+                "mlplatform:monitorInstanceCount above 1 needs mlplatform:monitorBackend pipeline (the built-in "
+                "analyzer scales on its own instance type; shards and merge are the pipeline's)"
+            )
+        return self
 
 
 class PolicySettings(_Section):

@@ -31,8 +31,13 @@ def capture_record(
     encoding: str = "CSV",
     base64_wrap: bool = False,
     output: str = "0.5",
+    event_id: str | None = None,
+    inference_id: str | None = None,
 ) -> dict[str, Any]:
-    """One capture record holding ``rows`` as a CSV payload or as ``{"instances": rows}`` JSON."""
+    """One capture record holding ``rows`` as a CSV payload or as ``{"instances": rows}`` JSON.
+
+    ``event_id`` defaults to a new UUID (SageMaker generates one per invocation); ``inference_id`` is the id a
+    caller may pass with InvokeEndpoint, which Model Monitor prefers when joining ground truth."""
     if encoding == "CSV":
         data = encode_csv(rows)  # type: ignore[arg-type]
     elif encoding == "JSON":
@@ -43,15 +48,18 @@ def capture_record(
     if base64_wrap:
         data = base64.b64encode(data.encode("utf-8")).decode("ascii")
         encoding = "BASE64"
+    meta: dict[str, Any] = {
+        "eventId": event_id or str(uuid.uuid4()),
+        "inferenceTime": inference_time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+    }
+    if inference_id is not None:
+        meta["inferenceId"] = inference_id
     return {
         "captureData": {
             "endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding},
             "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": output, "encoding": "CSV"},
         },
-        "eventMetadata": {
-            "eventId": str(uuid.uuid4()),
-            "inferenceTime": inference_time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
-        },
+        "eventMetadata": meta,
         "eventVersion": "0",
     }
 

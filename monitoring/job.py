@@ -106,6 +106,28 @@ def analyze(
     )
 
 
+def merged_result(
+    partials: list[dict[str, Any]], statistics_path: pathlib.Path, constraints_path: pathlib.Path, source: str
+) -> RunResult:
+    """The run result of a window analyzed in shards: the partials merged, then checked as one."""
+    from monitoring.shards import merge_partials, partials_window
+
+    baseline, constraints = load_baseline(statistics_path, constraints_path)
+    profile, counts, files = merge_partials(partials, [(f.name, f.inferred_type) for f in baseline])
+    evaluation = evaluate(baseline, constraints, profile, counts)
+    return RunResult(
+        baseline=baseline,
+        constraints=constraints,
+        profile=profile,
+        counts=counts,
+        evaluation=evaluation,
+        window=partials_window(partials),
+        files_read=files,
+        source=f"{source} ({len(partials)} shards)",
+        statistics=profile.to_json(),
+    )
+
+
 def write_results(result: RunResult, output_dir: pathlib.Path) -> None:
     """statistics.json and constraint_violations.json in Model Monitor's format."""
     output_dir.mkdir(parents=True, exist_ok=True)

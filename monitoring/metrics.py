@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 from monitoring import metrics_contract as contract
 from monitoring.analysis import Evaluation
+from monitoring.quality import QualityResult
 from monitoring.statistics import DatasetProfile, NumericAccumulator
 
 
@@ -93,3 +95,50 @@ def put_metric_data(client: Any, data: Sequence[dict[str, Any]], namespace: str 
         client.put_metric_data(Namespace=namespace, MetricData=batch)
         requests += 1
     return requests
+
+
+def build_quality_metric_data(
+    result: QualityResult, *, endpoint_name: str, schedule_name: str, timestamp: dt.datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(model-quality data, bias data) of a quality run, in Model Monitor's and Clarify's namespaces' shapes."""
+    if not endpoint_name or not schedule_name:
+        raise ValueError(
+            "metrics need the endpoint name and the schedule name (sagemaker_endpoint_name and "
+            "sagemaker_monitoring_schedule_name) for their dimensions"
+        )
+    stamp = timestamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dims = [
+        {"Name": contract.QUALITY_ENDPOINT_DIMENSION, "Value": endpoint_name},
+        {"Name": contract.QUALITY_SCHEDULE_DIMENSION, "Value": schedule_name},
+    ]
+
+    def datum(name: str, value: float, unit: str = "None", dimensions: list[dict[str, str]] = dims) -> dict[str, Any]:
+        if math.isinf(value):
+            value = math.copysign(contract.INFINITY_STAND_IN, value)
+        return {"MetricName": name, "Timestamp": stamp, "Dimensions": dimensions, "Value": float(value), "Unit": unit}
+
+    quality = [datum(name, v) for name, v in sorted(result.metric_values.items()) if not math.isnan(v)]
+    c = result.counts
+    quality += [
+        datum(contract.QUALITY_VIOLATIONS_METRIC, float(len(result.violations)), "Count"),
+        datum(contract.LABELED_METRIC, float(c.labeled), "Count"),
+        datum(contract.UNLABELED_METRIC, float(c.unlabeled), "Count"),
+        datum(contract.LATE_LABELS_METRIC, float(c.late_labels), "Count"),
+    ]
+    bias: list[dict[str, Any]] = []
+    if result.sensitive is not None and result.bias is not None:
+        post = result.bias["post_training_bias_metrics"]
+        for rates in result.bias_rates:
+            group_dims = [
+                *dims,
+                {"Name": "BiasStage", "Value": contract.BIAS_STAGE},
+                {"Name": "Label", "Value": str(post["label"])},
+                {"Name": "LabelValue", "Value": str(post["label_value_or_threshold"])},
+                {"Name": "Facet", "Value": result.sensitive},
+                {"Name": "FacetValue", "Value": rates.group},
+            ]
+            for name, value in rates.metrics.items():
+                if not math.isnan(value):
+                    bias.append(datum(contract.bias_metric(name), value, dimensions=group_dims))
+        bias.append(datum(contract.BIAS_VIOLATIONS_METRIC, float(len(result.bias_violations)), "Count"))
+    return quality, bias

@@ -71,3 +71,37 @@ def _bounded(name: str) -> str:
             " (shorten the feature name)"
         )
     return name
+
+
+# --- model quality and bias drift ---------------------------------------------------------------------------
+# Model Monitor's model-quality jobs publish each metric under its own name (accuracy, auc, f1, rmse, ...) in
+# this namespace with dimensions Endpoint and MonitoringSchedule (developer guide, "Model quality metrics and
+# Amazon CloudWatch monitoring"; the SageMaker SDK's model-quality dashboard searches
+# {aws/sagemaker/Endpoints/model-metrics,Endpoint,MonitoringSchedule}). Our image publishes the same.
+QUALITY_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
+"""Namespace of the model-quality metrics of a real-time endpoint."""
+QUALITY_ENDPOINT_DIMENSION = "Endpoint"
+QUALITY_SCHEDULE_DIMENSION = "MonitoringSchedule"
+QUALITY_VIOLATIONS_METRIC = "quality_constraint_violations"
+"""Our image, per run: model-quality violations (0 when none). Alarm on this."""
+LABELED_METRIC = "labeled_predictions"
+"""Our image, per run: predictions of the window joined with a label."""
+UNLABELED_METRIC = "unlabeled_predictions"
+"""Our image, per run: predictions still without a label at the deadline."""
+LATE_LABELS_METRIC = "late_labels"
+"""Our image, per run: labels that came after the window's deadline."""
+
+# Clarify's bias-drift jobs publish `bias_metric_<NAME>` in this namespace with dimensions Endpoint,
+# MonitoringSchedule, BiasStage, Label, LabelValue, Facet and FacetValue (developer guide, "CloudWatch Metrics
+# for Bias Drift Analysis", clarify-model-monitor-bias-drift-cw).
+BIAS_NAMESPACE = "aws/sagemaker/Endpoints/bias-metrics"
+BIAS_METRIC_PREFIX = "bias_metric_"
+BIAS_STAGE = "Post-training"
+BIAS_VIOLATIONS_METRIC = "bias_drift_violations"
+"""Our image, per run: bias-drift violations over all groups (dimensions Endpoint, MonitoringSchedule)."""
+INFINITY_STAND_IN = 2.348543e108
+"""Clarify publishes +/- infinity as this number; we do the same (CloudWatch takes no infinities)."""
+
+
+def bias_metric(name: str) -> str:
+    return _bounded(BIAS_METRIC_PREFIX + name)

@@ -7,13 +7,16 @@ distance against its threshold; then the violations table and what was skipped.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from monitoring.analysis import FeatureComparison
+from monitoring.bias import GroupRates
 from monitoring.job import RunResult
 from monitoring.kll import KLLSketch
+from monitoring.quality import QualityResult
 from monitoring.statistics import (
     N_BUCKETS,
     FeatureAccumulator,
@@ -181,5 +184,99 @@ rows with the wrong number of columns (skipped): {counts.rows_wrong_column_count
 <table><thead><tr><th>feature</th><th>check</th><th>description</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Features</h2>
 {"".join(sections)}
+</body></html>
+"""
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else "n/a"
+    return _esc(value)
+
+
+def _group_bars(rates: Sequence[GroupRates], metric: str) -> str:
+    """Horizontal bars of one bias metric per group (negative to the left of the axis)."""
+    if not rates:
+        return ""
+    row_h = 18
+    height = row_h * len(rates) + 20
+    mid = WIDTH / 2
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" role="img" '
+        f'aria-label="{_esc(metric)} per group" class="plot">',
+        f'<line x1="{mid}" y1="0" x2="{mid}" y2="{height - 14}" stroke="#000"/>',
+    ]
+    for i, r in enumerate(rates):
+        value = r.metrics.get(metric, float("nan"))
+        if not math.isfinite(value):
+            continue
+        w = (WIDTH / 2 - 60) * max(-1.0, min(1.0, value))
+        x = mid if w >= 0 else mid + w
+        parts.append(
+            f'<rect x="{x:.1f}" y="{i * row_h + 2}" width="{abs(w):.1f}" height="{row_h - 4}" fill="{CURRENT_COLOUR}">'
+            f"<title>{_esc(r.group)}: {value:.4f}</title></rect>"
+            f'<text x="2" y="{i * row_h + 13}" font-size="10">{_esc(r.group[:12])}</text>'
+        )
+    parts.append(f'<text x="{mid - 40}" y="{height - 2}" font-size="10">{_esc(metric)} (-1 .. 1)</text></svg>')
+    return "".join(parts)
+
+
+def render_quality_report(result: QualityResult) -> str:
+    """The model-quality (and bias) report of one window as one HTML string."""
+    c = result.counts
+    window = (
+        f"{result.window.start.isoformat() if result.window.start else 'open'} to "
+        f"{result.window.end.isoformat() if result.window.end else 'open'}"
+    )
+    metrics = "".join(
+        f"<tr><td>{_esc(name)}</td><td>{_cell(value)}</td></tr>" for name, value in sorted(result.metric_values.items())
+    )
+    violations = "".join(
+        f"<tr><td>{_esc(v.get('metric_name', ''))}</td><td>{_esc(v.get('facet_value', ''))}</td>"
+        f"<td>{_esc(v['constraint_check_type'])}</td><td>{_esc(v['description'])}</td></tr>"
+        for v in result.all_violations
+    )
+    gt = c.ground_truth
+    bias = ""
+    if result.sensitive is not None:
+        rows = "".join(
+            f"<tr><td>{_esc(r.group)}</td><td>{r.rows}</td><td>{_cell(r.positive_prediction_rate)}</td>"
+            f"<td>{_cell(r.true_positive_rate)}</td><td>{_cell(r.false_positive_rate)}</td>"
+            f"<td>{_cell(r.error_rate)}</td><td>{_cell(r.metrics['DPPL'])}</td><td>{_cell(r.metrics['RD'])}</td>"
+            f"<td>{_cell(r.metrics['AD'])}</td></tr>"
+            for r in result.bias_rates
+        )
+        bias = (
+            f'<h2 id="bias">Bias by {_esc(result.sensitive)}</h2>'
+            "<p>DPPL: positive-prediction rate of the other rows minus the group's (demographic parity "
+            "difference); RD: their recall minus the group's (equal opportunity difference); AD: accuracy.</p>"
+            "<table><thead><tr><th>group</th><th>rows</th><th>positive rate</th><th>TPR</th><th>FPR</th>"
+            "<th>error rate</th><th>DPPL</th><th>RD</th><th>AD</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+            f"{_group_bars(result.bias_rates, 'DPPL')}{_group_bars(result.bias_rates, 'RD')}"
+        )
+    verdict = "violations found" if result.all_violations else ("no labels" if not c.labeled else "no violations")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Model quality report: {_esc(verdict)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1em; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+</style></head><body>
+<h1>Model quality report: {_esc(verdict)}</h1>
+<p>{_esc(result.message)}</p>
+<h2>Window and labels</h2>
+<ul><li>window: {_esc(window)}; problem type {_esc(result.problem_type)}</li>
+<li>capture: {_esc(result.source)}; ground truth: {_esc(result.ground_truth_source)}; label deadline:
+{_esc(result.deadline.isoformat() if result.deadline else "none")}</li>
+<li>predictions in the window: {c.predictions}; labeled: {c.labeled}; unlabeled (missing, not guessed):
+{c.unlabeled}; labels after the deadline (late, not used): {c.late_labels}</li>
+<li>ground-truth lines: {gt.lines_read}; duplicates: {gt.duplicates} ({gt.conflicting_duplicates} conflicting);
+unreadable: {sum(gt.skipped.values())}; capture records skipped: {sum(c.skipped.values())}</li></ul>
+<h2>Metrics</h2>
+<table><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{metrics}</tbody></table>
+<h2>Violations ({len(result.all_violations)})</h2>
+<table><thead><tr><th>metric</th><th>group</th><th>check</th><th>description</th></tr></thead>
+<tbody>{violations}</tbody></table>
+{bias}
 </body></html>
 """

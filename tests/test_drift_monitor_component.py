@@ -525,3 +525,104 @@ def test_promoted_baseline_may_be_decrypted_with_the_promoting_stacks_key() -> N
         for s in _policies(_plan("pipeline"))["monitor-job-policy"]["Statement"]
         if s["Sid"] == "DecryptPromotedBaseline"
     ]
+
+
+# --- model quality, bias drift and shards (issue: monitoring beyond data drift) ----------------------------
+
+QUALITY_JOB = "aws-native:sagemaker:ModelQualityJobDefinition"
+BIAS_JOB = "aws-native:sagemaker:ModelBiasJobDefinition"
+
+
+def _quality_plan(backend: MonitorBackend, **settings: Any) -> Plan:
+    values: dict[str, Any] = {"backend": backend, "quality": True, "sensitive_attribute": "site"}
+    if backend == "model-monitor":
+        values["sensitive_feature_index"] = 3
+    values.update(settings)
+    args = _args(backend)
+    args["settings"] = MonitoringSettings(**values)
+    return run_components(lambda: DriftMonitor("monitor", args))
+
+
+def test_model_monitor_backend_adds_quality_and_bias_job_definitions_with_schedules() -> None:
+    """Model Monitor's ModelQuality/ModelBias job definitions (AWS::SageMaker::ModelQualityJobDefinition,
+    ModelBiasJobDefinition, via pulumi-aws-native) run by MonitoringSchedules of those types (API reference,
+    MonitoringScheduleConfig.MonitoringType: DataQuality | ModelQuality | ModelBias | ModelExplainability)."""
+    plan = _quality_plan("model-monitor")
+    (quality,) = plan.of_type(QUALITY_JOB)
+    job_input = quality["inputs"]["modelQualityJobInput"]
+    assert job_input["groundTruthS3Input"] == {"s3Uri": "s3://capture-bucket/ground-truth/mlplatform-dev/"}
+    endpoint = job_input["endpointInput"]
+    # The hour that ended label_delay_hours (24) ago: StartTimeOffset/EndTimeOffset before the scheduled time.
+    assert (endpoint["startTimeOffset"], endpoint["endTimeOffset"]) == ("-PT25H", "-PT24H")
+    assert (endpoint["inferenceAttribute"], endpoint["probabilityAttribute"]) == ("0", "2")
+    assert quality["inputs"]["modelQualityAppSpecification"]["problemType"] == "BinaryClassification"
+    assert quality["inputs"]["modelQualityBaselineConfig"]["constraintsResource"]["s3Uri"] == (
+        "s3://model-bucket/training/job-1/output/baseline/model_quality/constraints.json"
+    )
+    (bias,) = plan.of_type(BIAS_JOB)
+    assert bias["inputs"]["modelBiasAppSpecification"]["imageUri"].endswith("/sagemaker-clarify-processing:1.0")
+    config_key = "arn:aws:s3:::model-bucket/monitoring/mlplatform-dev/*"
+    assert _statement(_policy(plan, "monitor-job-policy"), "ReadShardPartials")["Resource"] == config_key
+    assert bias["inputs"]["modelBiasAppSpecification"]["configUri"] == (
+        "s3://model-bucket/monitoring/mlplatform-dev/model-bias/analysis_config.json"
+    )
+    types = sorted(s["inputs"]["monitoringScheduleConfig"]["monitoringType"] for s in plan.of_type(MONITORING_SCHEDULE))
+    assert types == ["DataQuality", "ModelBias", "ModelQuality"]
+
+
+def test_pipeline_backend_adds_an_hourly_quality_pipeline_measuring_bias() -> None:
+    plan = _quality_plan("pipeline")
+    pipelines = {p["inputs"]["pipelineName"]: p for p in plan.of_type(PIPELINE)}
+    assert set(pipelines) == {"mlplatform-dev-drift", "mlplatform-dev-model-quality"}
+    definition = json.loads(pipelines["mlplatform-dev-model-quality"]["inputs"]["pipelineDefinition"])
+    (step,) = definition["Steps"]
+    env = step["Arguments"]["Environment"]
+    assert env["MLPLATFORM_MODE"] == "model-quality"
+    assert env["ground_truth_source"] == "s3://capture-bucket/ground-truth/mlplatform-dev/"
+    assert env["sensitive_attribute"] == "site"
+    assert env["MLPLATFORM_LABEL_DELAY_SECONDS"] == str(24 * 3600)
+    _validate_step(step)
+    schedules = sorted(s["inputs"]["name"] for s in plan.of_type(SCHEDULE))
+    assert schedules == ["mlplatform-dev-drift", "mlplatform-dev-model-quality"]
+
+
+def test_quality_job_may_read_ground_truth_and_publish_only_quality_and_bias_metrics() -> None:
+    plan = _quality_plan("pipeline")
+    statements = {s["Sid"]: s for s in _policy(plan, "monitor-job-policy")["Statement"]}
+    assert statements["ReadGroundTruth"]["Resource"] == "arn:aws:s3:::capture-bucket/ground-truth/mlplatform-dev/*"
+    assert statements["PublishQualityMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == [
+        contract.QUALITY_NAMESPACE,
+        contract.BIAS_NAMESPACE,
+    ]
+
+
+def test_sharded_drift_pipeline_analyzes_in_n_instances_then_merges() -> None:
+    args = _args("pipeline")
+    args["settings"] = MonitoringSettings(backend="pipeline", instance_count=4)
+    plan = run_components(lambda: DriftMonitor("monitor", args))
+    (pipeline,) = plan.of_type(PIPELINE)
+    shard, merge = json.loads(pipeline["inputs"]["pipelineDefinition"])["Steps"]
+    assert shard["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 4
+    assert shard["Arguments"]["Environment"]["MLPLATFORM_MODE"] == "shard"
+    assert merge["DependsOn"] == [shard["Name"]]
+    assert merge["Arguments"]["Environment"]["MLPLATFORM_MODE"] == "merge"
+    assert merge["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    _validate_step(shard)
+    _validate_step(merge)
+    sids = {s["Sid"] for s in _policy(plan, "monitor-job-policy")["Statement"]}
+    assert {"ListShardPartials", "ReadShardPartials"} <= sids
+
+
+def test_model_monitor_bias_without_a_feature_index_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="mlplatform:monitorSensitiveFeatureIndex"):
+        MonitoringSettings(backend="model-monitor", quality=True, sensitive_attribute="site")
+
+
+def _policy(plan: Plan, name: str) -> dict[str, Any]:
+    return _policies(plan)[name]
+
+
+def _validate_step(step: dict[str, Any]) -> None:
+    """A pipeline step's Arguments are a CreateProcessingJob request (botocore's model of the API)."""
+    request = {"ProcessingJobName": f"pipelines-abcdef123456-{step['Name']}", **step["Arguments"]}
+    assert _botocore_errors("CreateProcessingJob", _at_run_time(request)) == ""

@@ -332,3 +332,17 @@ def test_report_renders_with_plots_in_headless_chromium(lifecycle: Run) -> None:
     baseline_pixels = colours[bytes.fromhex("4c78a8")]
     current_pixels = colours[bytes.fromhex("f58518")]
     assert baseline_pixels > 2000 and current_pixels > 2000, (baseline_pixels, current_pixels)
+
+
+def test_ground_truth_phase_flags_concept_drift_by_quality_not_by_drift(lifecycle: Run) -> None:
+    """The concept scenario keeps the normal phase's inputs (no drift violation there) and flips every 5th
+    label of each site: model quality is flagged, bias is not; the true labels give no violation."""
+    quality = lifecycle.summary["quality"]
+    assert quality["true"]["quality_violations"] == [] and quality["true"]["bias_groups"] == []
+    assert "accuracy" in quality["concept"]["quality_violations"]
+    assert quality["concept"]["bias_groups"] == []
+    assert lifecycle.summary["monitor"]["normal"]["violation_count"] == 0
+    assert quality["true"]["labeled"] == ROWS
+    # 40 rows are too few for the planted bias (one relabelled row moves every site): skipped, and said so.
+    assert "needs at least" in quality["skipped"]
+    assert (lifecycle.out / "quality" / "concept" / "constraint_violations.json").is_file()

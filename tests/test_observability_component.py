@@ -386,3 +386,72 @@ def test_model_monitor_dashboard_shows_drift_but_no_run_metrics_it_never_publish
     titles = [w["properties"].get("title") for w in _dashboard(_plan("model-monitor"))["widgets"]]
     assert "Drift from the baseline per feature (hourly)" in titles
     assert "Monitor runs: violations, rows analyzed, failures" not in titles
+
+
+# --- model quality and bias drift alarms and widgets -------------------------------------------------------
+
+
+def _quality_plan(backend: MonitorBackend) -> Plan:
+    from components.settings import MonitoringSettings
+
+    quality = MonitoringSettings(
+        backend=backend, quality=True, sensitive_attribute="site", sensitive_feature_index=3, quality_alarm_metric="auc"
+    )
+    args: EndpointObservabilityArgs = {
+        "endpoint_name": ENDPOINT,
+        "variant_name": VARIANT,
+        "instance_type": "ml.c6i.large",
+        "region": "us-east-1",
+        "alarms": AlarmSettings(),
+        "monitor_backend": backend,
+        "monitor_schedule_name": f"{ENDPOINT}-drift",
+        "quality": quality,
+        "quality_schedule_name": f"{ENDPOINT}-model-quality",
+        "bias_schedule_name": f"{ENDPOINT}-model-bias" if backend == "model-monitor" else f"{ENDPOINT}-model-quality",
+    }
+    if backend == "pipeline":
+        args["monitor_pipeline_name"] = f"{ENDPOINT}-drift"
+    return run_components(lambda: EndpointObservability("obs", args))
+
+
+@pytest.mark.parametrize("backend", ["pipeline", "model-monitor"])
+def test_quality_alarm_watches_model_monitors_quality_metric_on_both_backends(backend: MonitorBackend) -> None:
+    """Model Monitor publishes model-quality metrics by name in aws/sagemaker/Endpoints/model-metrics with
+    dimensions Endpoint and MonitoringSchedule (developer guide, model-monitor-model-quality-metrics); our image
+    publishes the same, so one alarm serves both backends."""
+    plan = _quality_plan(backend)
+    alarm = next(a for a in plan.of_type(ALARM) if a["inputs"]["name"] == f"{ENDPOINT}-model-quality")
+    inputs = alarm["inputs"]
+    assert (inputs["namespace"], inputs["metricName"]) == ("aws/sagemaker/Endpoints/model-metrics", "auc")
+    assert inputs["dimensions"] == {"Endpoint": ENDPOINT, "MonitoringSchedule": f"{ENDPOINT}-model-quality"}
+    assert (inputs["comparisonOperator"], inputs["threshold"]) == ("LessThanThreshold", 0.8)
+
+
+def test_pipeline_backend_alarms_on_quality_and_bias_violation_counts() -> None:
+    plan = _quality_plan("pipeline")
+    by_name = {a["inputs"]["name"]: a["inputs"] for a in plan.of_type(ALARM)}
+    assert by_name[f"{ENDPOINT}-quality-violations"]["metricName"] == contract.QUALITY_VIOLATIONS_METRIC
+    bias = by_name[f"{ENDPOINT}-bias-violations"]
+    assert (bias["namespace"], bias["metricName"]) == (contract.BIAS_NAMESPACE, contract.BIAS_VIOLATIONS_METRIC)
+
+
+def test_model_monitor_backend_notifies_quality_and_bias_violations_through_eventbridge() -> None:
+    plan = _quality_plan("model-monitor")
+    rules = {
+        r["inputs"]["name"]: json.loads(r["inputs"]["eventPattern"])
+        for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")
+    }
+    bias = rules[f"{ENDPOINT}-bias-violations"]["detail"]
+    assert bias["MonitoringScheduleArn"][0]["equals-ignore-case"].endswith(
+        f":monitoring-schedule/{ENDPOINT}-model-bias"
+    )
+    assert f"{ENDPOINT}-quality-violations" in rules
+
+
+def test_dashboard_shows_quality_and_per_group_bias_widgets() -> None:
+    body = json.loads(_quality_plan("pipeline").one("aws:cloudwatch/dashboard:Dashboard")["inputs"]["dashboardBody"])
+    titles = [w["properties"].get("title", "") for w in body["widgets"]]
+    assert "Model quality: auc (hourly, labels joined)" in titles
+    bias = next(w for w in body["widgets"] if w["properties"].get("title", "").startswith("Bias per group"))
+    expression = bias["properties"]["metrics"][0][0]["expression"]
+    assert "bias_metric_DPPL" in expression and "bias_metric_RD" in expression and "FacetValue" in expression

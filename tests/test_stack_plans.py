@@ -71,8 +71,10 @@ def test_prod_endpoint_is_protected_and_rolls_out_canary_on_several_instances(pr
 
 def test_both_stacks_have_monitor_alarms_topic_and_dashboard(any_plan: Plan) -> None:
     assert any_plan.one("mlplatform:monitoring:DriftMonitor")
-    assert any_plan.one("aws:sagemaker/pipeline:Pipeline")
-    assert any_plan.one("aws:scheduler/schedule:Schedule")
+    # The drift pipeline and its schedule (dev also has the model-quality pipeline: tests/test_monitoring_plans.py).
+    pipelines = [p["inputs"]["pipelineName"] for p in any_plan.of_type("aws:sagemaker/pipeline:Pipeline")]
+    assert f"{any_plan.one('mlplatform:monitoring:DriftMonitor')['name'].removesuffix('-monitor')}-drift" in pipelines
+    assert any_plan.of_type("aws:scheduler/schedule:Schedule")
     assert any_plan.one("aws:sns/topic:Topic")["inputs"]["kmsMasterKeyId"]
     assert any_plan.one("aws:cloudwatch/dashboard:Dashboard")
     assert len(any_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) >= 8

@@ -535,6 +535,55 @@ EXAMPLES: dict[str, Example] = {
         "stoppingCondition.maxRuntimeInSeconds",
         "1 to 86400",
     ),
+    "aws-native:sagemaker:ModelQualityJobDefinition": (
+        {
+            "endpointName": "mlplatform-dev",
+            "roleArn": ROLE_ARN,
+            "modelQualityAppSpecification": {"imageUri": IMAGE, "problemType": "BinaryClassification"},
+            "modelQualityJobInput": {
+                "endpointInput": {
+                    "endpointName": "mlplatform-dev",
+                    "localPath": "/opt/ml/processing/input",
+                    "startTimeOffset": "-PT25H",
+                    "endTimeOffset": "-PT24H",
+                },
+                "groundTruthS3Input": {"s3Uri": f"s3://{BUCKET}/ground-truth/mlplatform-dev/"},
+            },
+            "modelQualityJobOutputConfig": {
+                "monitoringOutputs": [
+                    {"s3Output": {"s3Uri": f"s3://{BUCKET}/monitoring", "localPath": "/opt/ml/processing/output"}}
+                ]
+            },
+            "jobResources": {
+                "clusterConfig": {"instanceCount": 1.0, "instanceType": "ml.m5.large", "volumeSizeInGb": 20.0}
+            },
+        },
+        _set("modelQualityAppSpecification.problemType", "Binary"),
+        "modelQualityAppSpecification.problemType",
+        "BinaryClassification",
+    ),
+    "aws-native:sagemaker:ModelBiasJobDefinition": (
+        {
+            "endpointName": "mlplatform-dev",
+            "roleArn": ROLE_ARN,
+            "modelBiasAppSpecification": {"imageUri": IMAGE, "configUri": f"s3://{BUCKET}/analysis_config.json"},
+            "modelBiasJobInput": {
+                "endpointInput": {"endpointName": "mlplatform-dev", "localPath": "/opt/ml/processing/input"},
+                "groundTruthS3Input": {"s3Uri": f"s3://{BUCKET}/ground-truth/mlplatform-dev/"},
+            },
+            "modelBiasJobOutputConfig": {
+                "monitoringOutputs": [
+                    {"s3Output": {"s3Uri": f"s3://{BUCKET}/monitoring", "localPath": "/opt/ml/processing/output"}}
+                ]
+            },
+            "jobResources": {
+                "clusterConfig": {"instanceCount": 1.0, "instanceType": "ml.m5.large", "volumeSizeInGb": 20.0}
+            },
+        },
+        _set("jobResources.clusterConfig.instanceCount", 0.0),
+        "jobResources.clusterConfig.instanceCount",
+        "1",
+    ),
     "aws:sagemaker/monitoringSchedule:MonitoringSchedule": (
         {
             "name": "mlplatform-dev-drift",

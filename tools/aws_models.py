@@ -204,7 +204,9 @@ _MAX_DEPTH = 12
 def _args_class(type_token: str) -> type | None:
     """`aws:sagemaker/model:Model` -> pulumi_aws.sagemaker.ModelArgs; `docker-build:index:Image` -> ImageArgs."""
     package, module_part, cls = type_token.split(":")
-    py_package = {"aws": "pulumi_aws", "docker-build": "pulumi_docker_build"}.get(package)
+    py_package = {"aws": "pulumi_aws", "aws-native": "pulumi_aws_native", "docker-build": "pulumi_docker_build"}.get(
+        package
+    )
     if py_package is None:
         return None
     module_name = module_part.split("/")[0]
@@ -850,6 +852,29 @@ MAPPINGS: dict[str, ResourceMapping] = {
             "monitoringScheduleConfig.monitoringJobDefinition.baseline": "BaselineConfig",
         },
         provided={"MonitoringScheduleName": _AUTONAMED},
+    ),
+    # pulumi-aws-native (Cloud Control / CloudFormation schema): pulumi-aws has no resource for these.
+    "aws-native:sagemaker:ModelQualityJobDefinition": ResourceMapping(
+        "sagemaker",
+        "CreateModelQualityJobDefinition",
+        ignored={
+            "endpointName": "a CloudFormation-only property; the API names the endpoint in the job input",
+            "tags": "CloudFormation's create-only tag list of {key, value}; the component sets none",
+            "modelQualityJobInput.batchTransformInput": "batch transform monitoring: the component monitors endpoints",
+        },
+        provided={"JobDefinitionName": "CloudFormation generates a name when the property is unset"},
+        tags=None,
+    ),
+    "aws-native:sagemaker:ModelBiasJobDefinition": ResourceMapping(
+        "sagemaker",
+        "CreateModelBiasJobDefinition",
+        ignored={
+            "endpointName": "a CloudFormation-only property; the API names the endpoint in the job input",
+            "tags": "CloudFormation's create-only tag list of {key, value}; the component sets none",
+            "modelBiasJobInput.batchTransformInput": "batch transform monitoring: the component monitors endpoints",
+        },
+        provided={"JobDefinitionName": "CloudFormation generates a name when the property is unset"},
+        tags=None,
     ),
     "aws:sagemaker/pipeline:Pipeline": ResourceMapping(
         "sagemaker",

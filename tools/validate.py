@@ -968,7 +968,7 @@ def _is_aws(resource: Mapping[str, Any]) -> bool:
     typ = str(resource["type"])
     if not resource.get("custom", True) or typ.startswith(("pulumi:", "mlplatform:")):
         return False
-    return typ.startswith(("aws:", "docker-build:"))
+    return typ.startswith(("aws:", "aws-native:", "docker-build:"))
 
 
 def validate_plan(plan: Any) -> Report:

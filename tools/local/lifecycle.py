@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from monitoring.capture import TimeWindow, parse_time
+from tools.local import quality as quality_mod
 from tools.local import replay as replay_mod
 from tools.local import report as report_mod
 from tools.local.runners import REPO, ContainerRunner, LocalRunner, Runner, RunnerError, port_is_closed, wait_for_ping
@@ -28,11 +30,12 @@ DEFAULT_OUT = REPO / "build" / "local"
 ML_DIR = "ml"
 CAPTURE_DIR = "capture"
 MONITOR_DIR = "monitor"
+QUALITY_DIR = "quality"
 LOG_DIR = "logs"
 PLAN_DIR = "plan"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
-GENERATED = (ML_DIR, CAPTURE_DIR, MONITOR_DIR, LOG_DIR, PLAN_DIR, SUMMARY_FILE, REPORT_FILE, "report.png")
+GENERATED = (ML_DIR, CAPTURE_DIR, MONITOR_DIR, QUALITY_DIR, LOG_DIR, PLAN_DIR, SUMMARY_FILE, REPORT_FILE, "report.png")
 
 # Modules each part needs in this interpreter, and where they come from (checked before anything runs).
 LOCAL_MODULES = {
@@ -112,7 +115,7 @@ def stage_names(options: Options) -> list[str]:
     names = ["environment"]
     if options.containers:
         names.append("images")
-    names += ["data", "training", "serving", "replay", "monitor", "plan", "report"]
+    names += ["data", "training", "serving", "replay", "monitor", "quality", "plan", "report"]
     return names
 
 
@@ -296,6 +299,25 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
             for p, m in summary["monitor"].items()
         )
 
+    with progress.stage(
+        "quality", "ground truth for the normal phase (true, concept drift, bias in site b); model quality and bias"
+    ) as note:
+        labels = quality_mod.held_out_labels(ml / "input" / "data" / "validation" / "validation.csv", target)
+        start, end = window_bounds(phases["normal"])
+        summary["quality"], quality_reports = quality_mod.run_quality_phase(
+            phases["normal"].capture_root,
+            TimeWindow(parse_time(start, "start"), parse_time(end, "end")),
+            labels[: len(rows)],
+            rows,
+            [str(c) for c in manifest.get("classes", ["0", "1"])],
+            out / QUALITY_DIR,
+        )
+        note["result"] = "; ".join(
+            f"{s}: quality {', '.join(q['quality_violations']) or 'ok'}, bias {', '.join(q['bias_groups']) or 'ok'}"
+            for s, q in summary["quality"].items()
+            if isinstance(q, dict)
+        )
+
     with progress.stage("plan", f"offline plan of the {options.stack} stack (what `pulumi up` would create)") as note:
         summary["plan"] = plan_summary(options.stack, out / PLAN_DIR, logs / "plan.log")
         note["result"] = f"{summary['plan']['resources']} resources of {len(summary['plan']['by_type'])} types"
@@ -304,8 +326,10 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         summary["report"] = _relative(out / REPORT_FILE)
         summary["stage_seconds"] = progress.timings
         summary["total_seconds"] = round(time.monotonic() - started, 1)
-        summary["as_expected"] = all(m["as_expected"] for m in summary["monitor"].values())
-        (out / REPORT_FILE).write_text(report_mod.render(summary, reports), encoding="utf-8")
+        summary["as_expected"] = all(m["as_expected"] for m in summary["monitor"].values()) and all(
+            q["as_expected"] for q in summary["quality"].values() if isinstance(q, dict)
+        )
+        (out / REPORT_FILE).write_text(report_mod.render(summary, reports, quality_reports), encoding="utf-8")
         write_summary(out, summary)
         note["result"] = f"{summary['report']}, {_relative(out / SUMMARY_FILE)}"
     return summary
@@ -449,6 +473,15 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"  monitor  {phase}: {m['violation_count']} violations on "
             f"{', '.join(m['violated_features']) or 'no feature'} ({verdict})"
         )
+    for scenario, q in summary.get("quality", {}).items():
+        if not isinstance(q, dict):
+            lines.append(f"  quality  skipped {q}")
+            continue
+        verdict = "as expected" if q["as_expected"] else "NOT AS EXPECTED"
+        lines.append(
+            f"  quality  {scenario}: {q['metrics']}, violations {', '.join(q['quality_violations']) or 'none'}; "
+            f"bias {', '.join(q['bias_violations']) or 'none'} ({verdict})"
+        )
     plan = summary["plan"]
     top = ", ".join(f"{n} {t}" for t, n in list(plan["by_type"].items())[:6])
     lines.append(f"  plan     {plan['stack']}: {plan['resources']} resources ({top}, ...); {plan['file']}")
@@ -562,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_summary(summary)
     if not summary["as_expected"]:
         wrong = [p for p, m in summary["monitor"].items() if not m["as_expected"]]
+        wrong += [f"quality:{s}" for s, q in summary["quality"].items() if isinstance(q, dict) and not q["as_expected"]]
         print(
             f"local: stage 'monitor' failed: the monitor's verdict differs from what the replay planted in {wrong} "
             f"(see {summary['report']})",

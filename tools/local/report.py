@@ -44,9 +44,13 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(summary: Mapping[str, Any], phase_reports: Mapping[str, Path]) -> str:
-    """The combined page; `phase_reports` maps each phase to the monitor's report.html for it."""
+def render(
+    summary: Mapping[str, Any], phase_reports: Mapping[str, Path], quality_reports: Mapping[str, Path] | None = None
+) -> str:
+    """The combined page; `phase_reports` maps each phase to the monitor's report.html for it, and
+    `quality_reports` each ground-truth scenario to the model-quality report."""
     texts = {phase: path.read_text(encoding="utf-8") for phase, path in phase_reports.items()}
+    quality_texts = {s: p.read_text(encoding="utf-8") for s, p in (quality_reports or {}).items()}
     style = report_style(next(iter(texts.values()), ""))
     model = summary.get("model", {})
     evaluation = model.get("evaluation", {})
@@ -84,6 +88,24 @@ def render(summary: Mapping[str, Any], phase_reports: Mapping[str, Path]) -> str
         ]
         for phase, m in monitor.items()
     ]
+    quality = summary.get("quality", {})
+    quality_rows = [
+        [
+            scenario,
+            q["labeled"],
+            ", ".join(f"{k} {v}" for k, v in q["metrics"].items()),
+            ", ".join(q["quality_violations"]) or "none",
+            ", ".join(q["bias_violations"]) or "none",
+            "yes" if q["as_expected"] else "NO",
+        ]
+        for scenario, q in quality.items()
+        if isinstance(q, dict)
+    ]
+    quality_sections = "".join(
+        f'<section class="phase" id="quality-{_esc(s)}"><h2>Ground truth: {_esc(s)}</h2>'
+        f"{phase_body(text, 'quality-' + s)}</section>"
+        for s, text in quality_texts.items()
+    )
     plan = summary.get("plan", {})
     plan_items = "".join(f"<li>{n} <code>{_esc(t)}</code></li>" for t, n in plan.get("by_type", {}).items())
     shift = summary.get("replay", {}).get("shift", {})
@@ -110,9 +132,15 @@ for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoc
 {_table(["phase", "requests", "errors", "p50 ms", "p99 ms", "requests/s", "predicted labels"], replay_rows)}
 <h2>Drift monitor</h2>
 {_table(["phase", "violations", "features with violations", "expected", "as expected"], violation_rows)}
+<h2>Model quality and bias (ground truth joined with the normal phase)</h2>
+<p>Labels uploaded in Model Monitor's ground-truth format for the normal phase's captures, with a site per row:
+the true labels (also the baseline), concept drift (every 5th label of each site flipped; inputs unchanged, so
+the drift monitor stays quiet) and bias (every 4th label of site b flipped).</p>
+{_table(["labels", "labeled", "metrics", "quality violations", "bias violations", "as expected"], quality_rows)}
 <p>What <code>pulumi up</code> would create: <a href="#plan">plan of the {_esc(plan.get("stack", ""))} stack</a>
 ({_esc(plan.get("resources", ""))} resources).</p>
 {sections}
+{quality_sections}
 <h2 id="plan">Plan of the {_esc(plan.get("stack", ""))} stack ({_esc(plan.get("resources", ""))} resources)</h2>
 <ul class="plan">{plan_items}</ul>
 </body></html>
