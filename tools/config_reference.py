@@ -67,13 +67,19 @@ def type_name(annotation: Any) -> str:
     return {int: "integer", bool: "boolean", str: "string", float: "number"}.get(base, str(base))
 
 
-def pulumi_type(annotation: Any) -> dict[str, Any]:
+def pulumi_type(annotation: Any, default: Any = ...) -> dict[str, Any]:
     """The project config type the CLI checks a stack's value against (string, integer, boolean, array, object).
 
     The CLI has no number type: a float setting is declared a string, which accepts YAML's `5.5` (the stack file's
-    scalars reach the check as text) and which `load_settings` parses as a number.
+    scalars reach the check as text) and which `load_settings` parses as a number. An integer or boolean setting
+    whose default is "not set" is declared a string too: its default must be of the declared type
+    (pulumi/pulumi `pkg/workspace/project.go`, `Project.Validate`: "The default value specified for configuration
+    key ... is not of the expected type"), and the only "not set" value an integer could hold is a sentinel number
+    a user could mistake for a real one. `load_settings` still parses and bounds-checks the value as an integer.
     """
     base = _base_type(annotation)
+    if default is None and base in (int, bool):
+        return {"type": "string"}
     origin = typing.get_origin(base)
     if origin is list:
         return {"type": "array", "items": {"type": "string"}}
@@ -93,7 +99,7 @@ def pulumi_default(annotation: Any, default: Any) -> Any:
     """
     if default is None:
         return UNSET
-    if pulumi_type(annotation)["type"] == "string":
+    if pulumi_type(annotation, default)["type"] == "string":
         return str(default)
     return default
 
@@ -185,7 +191,8 @@ def config_declarations() -> dict[str, Any]:
     for row in settings_rows():
         if row["foreign"]:
             continue  # other namespaces (aws:region) are declared by their provider
-        decls[row["key"]] = {**pulumi_type(row["annotation"]), "description": row["doc"]}
+        default = ... if row["default"] == "required" else row["default"]
+        decls[row["key"]] = {**pulumi_type(row["annotation"], default), "description": row["doc"]}
         # Every optional key needs a default: the CLI refuses a stack lacking a declared project key that has none
         # (pulumi/pulumi pkg/workspace/config.go, mergeConfig). Required keys (owner, environment) have none.
         if row["default"] != "required":
