@@ -20,6 +20,7 @@ from components.policy_context import PolicyContext
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
 from components.training import ModelTraining
+from training.instance_facts import hyperparameters_for
 
 settings = load_from_pulumi()
 name = f"mlplatform-{settings.stack}"
@@ -100,11 +101,15 @@ if settings.model.source == "train":
             "max_runtime_seconds": t.max_runtime_seconds,
             "spot": t.spot,
             "max_wait_seconds": t.max_wait_seconds,
-            "hyperparameters": t.hyperparameters,
+            # The device that fits the instance type (so a GPU job never trains on the CPU); the stack's own
+            # hyperparameters win where they set the same key.
+            "hyperparameters": {**hyperparameters_for(t.layout), **t.hyperparameters},
             "train_prefix": t.train_prefix,
             "validation_prefix": t.validation_prefix,
             "subnet_ids": t.subnet_ids,
             "security_group_ids": t.security_group_ids,
+            "run_id": t.run_id,
+            "inter_container_encryption": t.inter_container_encryption,
         },
         opts=opts,
     )

@@ -31,14 +31,14 @@ class PolicyContext(pulumi.ComponentResource):
             raise ValueError(
                 f"mlplatform:policyExceptions names unknown rules {unknown}; rules are: {', '.join(sorted(RULES))}"
             )
-        super().__init__(
-            "mlplatform:policy:PolicyContext",
-            name,
-            {
-                "environment": args["environment"],
-                "allowedGpuInstanceTypes": list(args["allowed_gpu_instance_types"]),
-                "exceptions": dict(args["exceptions"]),
-            },
-            opts,
-        )
-        self.register_outputs({})
+        context = {
+            "environment": args["environment"],
+            "allowedGpuInstanceTypes": list(args["allowed_gpu_instance_types"]),
+            "exceptions": dict(args["exceptions"]),
+        }
+        super().__init__("mlplatform:policy:PolicyContext", name, context, opts)
+        # The pack's rules are stack policies, and for those the engine passes each resource's OUTPUTS
+        # (pulumi/pulumi pkg/resource/deploy/step_generator.go, AnalyzeResources; pulumi/pulumi-policy#135): a
+        # component's outputs are what it registers. Registering nothing made every stack read as dev with no
+        # allowed GPU types under the real CLI. The inputs stay too: resource policies and the offline plan read them.
+        self.register_outputs(context)

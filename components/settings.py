@@ -16,6 +16,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+# Torch-free facts of the training image (the program may import the containers' small contract modules).
+from training.instance_facts import InstancePlanError, TrainingLayout, network_problems, plan_training
+
 PROJECT = "mlplatform"
 
 # Instance families that carry local NVMe instance storage. SageMaker rejects a KMS key for the storage volume
@@ -222,10 +225,30 @@ class TrainingSettings(_Section):
     subnet_ids: list[str] = Field(default_factory=list)
     """VPC subnets for the training job (optional; security groups required with them)."""
     security_group_ids: list[str] = Field(default_factory=list)
-    """VPC security groups for the training job."""
+    """VPC security groups for the training job; with several hosts they must allow all traffic between members
+    of the group (and UDP 500 plus ESP with inter-container encryption; training/README.md)."""
+    inter_container_encryption: bool = True
+    """Encrypt the traffic between the hosts of a multi-instance job (SageMaker inter-container encryption)."""
+
+    @property
+    def layout(self) -> TrainingLayout:
+        """Hosts, GPUs per host and processes of the job (training/instance_facts.py)."""
+        return plan_training(self.instance_type, self.instance_count)
 
     @model_validator(mode="after")
     def _rules(self) -> TrainingSettings:
+        try:
+            layout = self.layout
+        except InstancePlanError as error:
+            raise ValueError(str(error)) from None
+        problems = network_problems(
+            layout,
+            subnet_ids=self.subnet_ids,
+            security_group_ids=self.security_group_ids,
+            inter_container_encryption=self.inter_container_encryption,
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.spot and self.max_wait_seconds <= self.max_runtime_seconds:
             raise ValueError(
                 f"spot training needs mlplatform:trainingMaxWaitSeconds ({self.max_wait_seconds}) greater than "

@@ -18,9 +18,11 @@ import pulumi_aws as aws
 
 from components.iam import sagemaker_vpc_statements, service_trust_policy
 from components.settings import has_local_nvme
+from components.training_check import model_prefix, training_check_hook
 
 # The training container's own metric regexes (torch-free module): one source for the log format and the job.
 from training.metrics import METRIC_DEFINITIONS
+from training.model_files import BASELINE_CONSTRAINTS, BASELINE_STATISTICS  # docs/model-contract.md
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 """Where the container writes checkpoints; SageMaker syncs it with the checkpoint S3 prefix (spot restarts)."""
@@ -32,9 +34,6 @@ TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 """CloudWatch log group SageMaker writes every training job's container logs to."""
 TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 """CloudWatch namespace of the metrics SageMaker parses from the logs with `metric_definitions`."""
-BASELINE_STATISTICS = "baseline/statistics.json"
-BASELINE_CONSTRAINTS = "baseline/constraints.json"
-"""Baseline files inside the model directory (docs/model-contract.md)."""
 CREATE_TIMEOUT_MARGIN_SECONDS = 30 * 60
 """Beyond the job's own limit, how long the provider keeps waiting (provisioning, upload of the model)."""
 
@@ -152,6 +151,12 @@ class ModelTrainingArgs(TypedDict):
     """Run the container without network access (default true): data and model move through SageMaker only."""
     metric_definitions: NotRequired[Sequence[Mapping[str, str]]]
     """`{"Name", "Regex"}` pairs SageMaker parses from the logs (default: training/metrics.py)."""
+    run_id: NotRequired[str]
+    """Folded into the job name when set: a new id trains again with unchanged inputs (after a failed run)."""
+    inter_container_encryption: NotRequired[bool]
+    """Encrypt traffic between the hosts of a multi-instance job (default true)."""
+    check_completion: NotRequired[bool]
+    """After the job is created, fail the deployment unless it left a complete model (default true)."""
 
 
 class ModelTraining(pulumi.ComponentResource):
@@ -234,6 +239,11 @@ class ModelTraining(pulumi.ComponentResource):
             "metric_definitions": metric_definitions,
             "channels": {"train": args["train_prefix"], "validation": args["validation_prefix"]},
         }
+        run_id = args.get("run_id", "")
+        if run_id:
+            # Only when set, so that stacks that never used it keep their job (and model) names.
+            static_spec["run_id"] = run_id
+        inter_container_encryption = args.get("inter_container_encryption", True)
 
         # The name is a value computed from other values (no resource is created here). Every input that
         # forces SageMaker to create a new job is part of it: a replacement under the same name would fail,
@@ -322,14 +332,21 @@ class ModelTraining(pulumi.ComponentResource):
             ),
             enable_network_isolation=network_isolation,
             # Data-parallel hosts exchange gradients; encrypt that traffic whenever there is more than one.
-            enable_inter_container_traffic_encryption=args["instance_count"] > 1,
+            enable_inter_container_traffic_encryption=inter_container_encryption and args["instance_count"] > 1,
             vpc_config={"subnets": subnets, "security_group_ids": security_groups} if subnets else None,
             # The provider waits for the job to finish: allow the job's own limit plus provisioning and upload.
             timeouts={
                 "create": create_timeout(args["max_runtime_seconds"], spot, args["max_wait_seconds"]),
             },
             # The role's permissions must exist before SageMaker assumes it, or the job fails at once.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            # retain_on_delete: a job replaced by a new one (new inputs or run id) stays in SageMaker as the
+            # record of the model it trained (the provider's Delete calls DeleteTrainingJob).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[policy],
+                retain_on_delete=True,
+                hooks=self._completion_hooks(name, run_id, args.get("check_completion", True)),
+            ),
         )
 
         self.training_job_name = job.training_job_name
@@ -343,7 +360,9 @@ class ModelTraining(pulumi.ComponentResource):
         # API_OutputDataConfig, API_S3ModelDataSource; aws/sagemaker-python-sdk src/sagemaker/estimator.py
         # (model_data). The docs do not print the uncompressed prefix verbatim: check it once against
         # DescribeTrainingJob.ModelArtifacts.S3ModelArtifacts of a real job.
-        self.model_data_uri = pulumi.Output.concat(output_path, job.training_job_name, "/output/model/")
+        self.model_data_uri = pulumi.Output.all(output_path, job.training_job_name).apply(
+            lambda v: model_prefix(v[0], v[1])
+        )
         self.baseline_statistics_uri = pulumi.Output.concat(self.model_data_uri, BASELINE_STATISTICS)
         self.baseline_constraints_uri = pulumi.Output.concat(self.model_data_uri, BASELINE_CONSTRAINTS)
         self.register_outputs(
@@ -356,6 +375,18 @@ class ModelTraining(pulumi.ComponentResource):
                 "role_arn": self.role_arn,
             }
         )
+
+    @staticmethod
+    def _completion_hooks(name: str, run_id: str, enabled: bool) -> pulumi.ResourceHookBinding | None:
+        """After the provider reports the job created, require `Completed` (or a stop after the model was written)
+        and a complete model under the job's prefix (components/training_check.py). Not bound in previews."""
+        if not enabled or pulumi.runtime.is_dry_run():
+            return None
+
+        def check(hook_args: pulumi.ResourceHookArgs) -> None:
+            training_check_hook(hook_args, run_id=run_id)
+
+        return pulumi.ResourceHookBinding(after_create=[pulumi.ResourceHook(f"{name}-check-training-run", check)])
 
 
 def _channel(channel: str, bucket: pulumi.Input[str], prefix: str) -> aws.sagemaker.TrainingJobInputDataConfigArgsDict:
@@ -415,7 +446,22 @@ def training_policy(
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": f"{s3}{model_bucket}",
-            "Condition": {"StringLike": {"s3:prefix": [f"{output}*", f"{checkpoint}*"]}},
+            # SageMaker checks at CreateTrainingJob that the role may list the configured output path and the
+            # checkpoint URI themselves (prefix `training/`, `checkpoints/<job>/`, with or without the slash), not
+            # only keys below them: a ValidationException the provider retries as an IAM propagation delay
+            # ("no identity-based policy allows the s3:ListBucket action", training_job.go Create) until it
+            # times out. Listing shows key names only; reading stays limited to this job's own prefixes.
+            "Condition": {
+                "StringLike": {
+                    "s3:prefix": [
+                        OUTPUT_PREFIX,
+                        OUTPUT_PREFIX.rstrip("/"),
+                        f"{output}*",
+                        checkpoint.rstrip("/"),
+                        f"{checkpoint}*",
+                    ]
+                }
+            },
         },
         {
             "Sid": "WriteOwnOutputAndCheckpoints",

@@ -31,9 +31,26 @@ def main() -> int:
         info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
         refs = {f"{r['type']}::{r['name']}": urn(plan["stack"], r) for r in plan["resources"]}
         resources = []
+        resource_diagnostics = []
         for r in plan["resources"]:
+            # As the engine does (pulumi/pulumi pkg/resource/deploy/step_generator.go): resource policies
+            # (Analyze) get a resource's INPUTS; stack policies (AnalyzeStack) get its OUTPUTS. A component's
+            # outputs are what it registered (the plan's "outputs", nothing if it registered none); a custom
+            # resource's outputs hold its inputs plus what the provider computed, which a plan does not know.
+            inputs = struct_pb2.Struct()
+            inputs.update(r["inputs"])
+            single = stub.Analyze(
+                analyzer_pb2.AnalyzeRequest(
+                    type=r["type"], name=r["name"], urn=refs[f"{r['type']}::{r['name']}"], properties=inputs
+                ),
+                timeout=60,
+            )
+            resource_diagnostics += [
+                {"policy": d.policyName, "level": LEVELS.get(d.enforcementLevel), "message": d.message, "urn": d.urn}
+                for d in single.diagnostics
+            ]
             props = struct_pb2.Struct()
-            props.update(r["inputs"])
+            props.update(r["inputs"] if r.get("custom", True) else r.get("outputs", {}))
             resources.append(
                 analyzer_pb2.AnalyzerResource(
                     type=r["type"],
@@ -61,6 +78,7 @@ def main() -> int:
                         for d in response.diagnostics
                     ],
                     "not_applicable": [n.policy_name for n in response.not_applicable],
+                    "resource_diagnostics": resource_diagnostics,
                 }
             )
         )

@@ -226,3 +226,25 @@ def test_a_plaintext_kubeconfig_is_refused_when_the_engine_says_which_keys_are_s
     assert "mlplatform:kubernetesKubeconfig: set as plain text" in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
     assert load_settings(raw, "test", secret_keys={"mlplatform:kubernetesKubeconfig"}).kubernetes.kubeconfig
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"mlplatform:trainingInstanceType": "ml.p3.2xlarge"}, "mlplatform:trainingInstanceType: 'ml.p3.2xlarge'"),
+        ({"mlplatform:trainingInstanceType": "ml.g5.96xlarge"}, "not in the table of GPU instance types"),
+        (
+            {"mlplatform:trainingInstanceCount": "2", "mlplatform:trainingInterContainerEncryption": "false"},
+            "mlplatform:trainingInterContainerEncryption: false with 2 hosts",
+        ),
+    ],
+)
+def test_a_training_layout_the_image_cannot_run_is_refused_with_its_key(changes: dict[str, str], expected: str) -> None:
+    """V100 (ml.p3) is below the compute capability PyTorch's CUDA 13 build supports (CUDA 13.0 release notes);
+    an unknown GPU size would leave GPUs idle; several hosts exchange gradients unencrypted without the flag."""
+    assert expected in error_of({**BASE, **changes})
+
+
+def test_a_gpu_instance_type_plans_one_process_per_gpu() -> None:
+    layout = settings_with(trainingInstanceType="ml.g5.12xlarge").training.layout
+    assert (layout.gpus_per_host, layout.device, layout.world_size) == (4, "cuda", 4)

@@ -363,3 +363,56 @@ def test_policy_uses_only_the_project_key() -> None:
     plan = _plan()
     for action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"):
         assert _allowed(plan, action) == [KEY_ARN]
+
+
+# --- deploy-day lifecycle: retry after a failed run, retained jobs, the completion check -----------------------
+
+
+def test_a_run_id_trains_again_under_a_new_name_and_no_run_id_keeps_todays_name() -> None:
+    """A failed job keeps its name in SageMaker for good (CreateTrainingJob: names are unique per account and
+    region; terraform-provider-aws training_job.go Create returns before `resp.State.Set` when
+    `waitTrainingJobCreated` fails, so Pulumi records nothing and the next `up` reuses the name ->
+    ResourceInUse). Setting mlplatform:trainingRunId is the retry: a new name, new model and checkpoint
+    prefixes; unset, names stay what they were before the setting existed."""
+    plain = _plan().outputs
+    retry = _plan(run_id="2").outputs
+    assert _plan(run_id="").outputs["training_job_name"] == plain["training_job_name"]
+    assert retry["training_job_name"] != plain["training_job_name"]
+    third = _plan(run_id="3").outputs["training_job_name"]
+    assert third not in {plain["training_job_name"], retry["training_job_name"]}
+    assert retry["checkpoint_uri"] != plain["checkpoint_uri"]
+    assert retry["model_data_uri"] != plain["model_data_uri"]
+
+
+def test_a_replaced_job_is_retained_in_sagemaker() -> None:
+    """The provider's Delete calls DeleteTrainingJob (training_job.go Delete); a job replaced by a new run is
+    the record of the model it trained, so the stack retains it."""
+    assert _plan().one(JOB)["options"].get("retainOnDelete") is True
+
+
+def test_the_completion_check_is_bound_after_create_and_can_be_turned_off() -> None:
+    hooks = _plan().one(JOB)["options"]["hooks"]
+    assert hooks == {"after_create": ["mlplatform-dev-check-training-run"]}
+    assert "hooks" not in _plan(check_completion=False).one(JOB)["options"]
+
+
+def test_the_role_may_list_the_output_path_and_checkpoint_prefix_themselves() -> None:
+    """SageMaker validates at create time that the role may list the configured S3OutputPath and checkpoint
+    URI; terraform-provider-aws training_job.go Create retries the ValidationException "no identity-based
+    policy allows the s3:ListBucket action" as IAM propagation until the timeout."""
+    plan = _plan()
+    name = plan.outputs["training_job_name"]
+    listing = next(s for s in _policy(plan)["Statement"] if s["Sid"] == "ListOwnOutputAndCheckpoints")
+    prefixes = listing["Condition"]["StringLike"]["s3:prefix"]
+    assert "training/" in prefixes and f"checkpoints/{name}" in prefixes
+    assert f"training/{name}/*" in prefixes and f"checkpoints/{name}/*" in prefixes
+    # Listing the output root is not reading it: objects stay limited to this job's own prefixes.
+    assert all(name in r for r in _allowed(plan, "s3:GetObject") if "models" in r)
+
+
+@pytest.mark.parametrize(("count", "requested", "expected"), [(1, True, False), (2, True, True), (2, False, False)])
+def test_inter_container_encryption_follows_the_setting_for_multi_host_jobs(
+    count: int, requested: bool, expected: bool
+) -> None:
+    job = _job(_plan(instance_count=count, inter_container_encryption=requested))
+    assert job["enableInterContainerTrafficEncryption"] is expected

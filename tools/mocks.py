@@ -38,9 +38,11 @@ class RecordedResource:
     inputs: dict[str, Any]
     custom: bool
     options: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    """A component's registered outputs (`register_outputs`): what the engine hands stack policies for it."""
 
     def as_plan_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "type": self.type,
             "name": self.name,
             "parent": self.parent,
@@ -48,6 +50,9 @@ class RecordedResource:
             "inputs": self.inputs,
             "options": self.options,
         }
+        if not self.custom and self.outputs:
+            entry["outputs"] = self.outputs
+        return entry
 
 
 def urn_to_ref(urn: str) -> str:
@@ -242,6 +247,18 @@ class RecordingMonitor(MockMonitor):
             )
         )
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        """Record a component's `register_outputs`: for stack policies the engine passes every resource's
+        outputs, not its inputs (pulumi/pulumi pkg/resource/deploy/step_generator.go, AnalyzeResources;
+        pulumi/pulumi-policy#135), and a component's outputs are exactly what it registered here."""
+        from pulumi.runtime import rpc
+
+        outputs = rpc.deserialize_properties(request.outputs)
+        for recorded in self.recorded:
+            if recorded.urn == request.urn:
+                recorded.outputs = _plain(outputs)
+        return super().RegisterResourceOutputs(request)
 
     def ReadResource(self, request: Any) -> Any:
         """Reads (`StackReference`, `Resource.get`) are recorded too, marked with the id they read."""

@@ -26,15 +26,11 @@ from training.export import (
     quantize_int8,
 )
 from training.hyperparameters import Hyperparameters
+from training.model_files import BASELINE_DIR, EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
 from training.trainer import TrainResult, predict_probabilities, to_device
 
 LOG = logging.getLogger(__name__)
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-MANIFEST_FILE = "manifest.json"
-EVALUATION_FILE = "evaluation.json"
-BASELINE_DIR = "baseline"
 PARITY_TOLERANCE = 1e-4
 
 

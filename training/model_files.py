@@ -1,0 +1,19 @@
+"""The files a finished training run leaves in its model directory (docs/model-contract.md).
+
+Torch-free: the stack's training check (components/training_check.py) imports these names to decide whether a
+job's output is a complete model, and the trainer writes them (training/artifacts.py).
+"""
+
+from __future__ import annotations
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+MANIFEST_FILE = "manifest.json"
+"""Written last: its presence says the directory is complete."""
+EVALUATION_FILE = "evaluation.json"
+BASELINE_DIR = "baseline"
+BASELINE_STATISTICS = f"{BASELINE_DIR}/statistics.json"
+BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/constraints.json"
+
+COMPLETE_MODEL_FILES: tuple[str, ...] = (MANIFEST_FILE, FP32_FILE, BASELINE_STATISTICS, BASELINE_CONSTRAINTS)
+"""A model directory serving and monitoring can use holds at least these."""
