@@ -5,7 +5,7 @@ import pulumi_aws as aws
 
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
-from components.images import ContainerImage
+from components.images import ContainerImage, unchanged_image_ref
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
 from components.monitoring import (
@@ -63,6 +63,29 @@ store = ArtifactStore(
     opts=opts,
 )
 
+# This stack's own last outputs (a StackReference to itself reads the previous update's outputs): images whose
+# content did not change keep the digest the stack used last time, and the endpoint refuses an instance-type
+# change while autoscaling is attached, which AWS would block mid-update.
+previous = pulumi.StackReference(
+    f"{name}-previous",
+    stack_name=f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}",
+    opts=opts,
+)
+previous_builds = previous.get_output(outputs.IMAGE_BUILDS)
+image_builds: dict[str, pulumi.Output[dict[str, str]]] = {}
+
+
+def image_in_use(role: str, image: ContainerImage) -> pulumi.Output[str]:
+    """The digest this stack deploys for `role`: last update's if the image's content is unchanged (a rebuild
+    for a new label or provider version computes the same thing: no retraining, no rollout), else the new one.
+    Recorded in the `imageBuilds` output for the next update."""
+    if image.content_hash is None:
+        return image.image_ref
+    content = image.content_hash
+    ref = previous_builds.apply(lambda prior: unchanged_image_ref(prior, role, content) or image.image_ref)
+    image_builds[role] = ref.apply(lambda r: {"contentHash": content, "ref": r})
+    return ref
+
 
 def container_image(role: str, prebuilt: str | None) -> ContainerImage:
     """`<role>/Dockerfile` built into its own ECR repository, or the given prebuilt image by digest."""
@@ -90,7 +113,7 @@ if settings.model.source == "train":
     training = ModelTraining(
         f"{name}-train",
         {
-            "image_ref": training_image.image_ref,
+            "image_ref": image_in_use("training", training_image),
             "image_repository_arn": training_image.repository_arn,
             "data_bucket": store.data_bucket,
             "model_bucket": store.model_bucket,
@@ -119,7 +142,7 @@ model = resolve_model_artifacts(
     name,
     settings.model,
     training=training,
-    serving_image=serving_image.image_ref if serving_image else None,
+    serving_image=image_in_use("serving", serving_image) if serving_image else None,
     opts=opts,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
@@ -190,13 +213,6 @@ if serves_sagemaker:
         )
     observability = EndpointObservability(f"{name}-observability", observability_args, opts=opts)
 
-    # This stack's own last outputs (a StackReference to itself reads the previous update's outputs): the
-    # endpoint refuses an instance-type change while autoscaling is attached, which AWS would block mid-update.
-    previous = pulumi.StackReference(
-        f"{name}-previous",
-        stack_name=f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}",
-        opts=opts,
-    )
     endpoint = ModelEndpoint(
         f"{name}-endpoint",
         {
@@ -233,7 +249,9 @@ if serves_sagemaker:
         "depends_on": [endpoint],  # a monitoring schedule needs the endpoint, with capture on
     }
     if backend == "pipeline":
-        monitor_args["monitor_image"] = container_image("monitoring", settings.images.monitoring).image_ref
+        monitor_args["monitor_image"] = image_in_use(
+            "monitoring", container_image("monitoring", settings.images.monitoring)
+        )
     monitor = DriftMonitor(f"{name}-monitor", monitor_args, opts=opts)
 
     # The SageMaker part of the output contract (components/outputs.py SAGEMAKER_OUTPUTS).
@@ -254,6 +272,7 @@ if serves_sagemaker:
 
 # --- the output contract (components/outputs.py) ----------------------------------------------------------
 pulumi.export(outputs.REGION, settings.project.region)
+pulumi.export(outputs.IMAGE_BUILDS, image_builds)
 pulumi.export(outputs.KMS_KEY_ARN, store.kms_key_arn)
 pulumi.export(outputs.DATA_BUCKET, store.data_bucket)
 pulumi.export(outputs.MODEL_BUCKET, store.model_bucket)

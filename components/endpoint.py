@@ -615,6 +615,10 @@ def _traffic_routing(
     return routing
 
 
+ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
+"""CloudWatch namespace of endpoint instance metrics (CPUUtilization, MemoryUtilization, DiskUtilization)."""
+
+
 def execution_policy(
     *,
     endpoint_name: str,
@@ -691,6 +695,17 @@ def execution_policy(
             if source_kms_key_arns
             else []
         ),
+        {
+            # Instance and invocation metrics of the endpoint's instances are published with the model's
+            # execution role ("CreateModel API: Execution Role Permissions" lists cloudwatch:PutMetricData);
+            # without it the instance metrics, and the alarms and autoscaling that read them, stay empty.
+            # PutMetricData has no resource-level permissions; the namespace condition narrows it.
+            "Sid": "PublishEndpointMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": ENDPOINT_METRICS_NAMESPACE}},
+        },
         {
             "Sid": "EndpointLogs",
             "Effect": "Allow",

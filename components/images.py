@@ -1,13 +1,22 @@
 """`ContainerImage`: an ECR repository and an image built from this repo, referenced by digest (or a prebuilt one).
 
-Used for every image of the platform (training, serving, monitoring). The tag is a content hash of the files
-that go into the image, computed here in Python at program time, so an unchanged tree never pushes a new tag.
+Used for every image of the platform (training, serving, monitoring). The tag is a hash of the files that go
+into the image AND of every other input on which pulumi-docker-build decides to rebuild, computed here in Python
+at program time, so an unchanged tree never pushes a new tag and a rebuild never pushes an existing one.
+
+Why both: the repository's tags are immutable, and pulumi-docker-build rebuilds (and pushes a new digest under
+the same tags) whenever its Diff sees a change in build args, labels, cache settings, platforms, push, the
+Dockerfile or context location, the context's files, or the registries (pulumi/pulumi-docker-build
+`provider/internal/image.go`, `(*Image) Diff`). A provider upgrade can change how it hashes the context, so its
+version is part of the tag too. A tag that hashed the files alone would meet ECR's `ImageTagAlreadyExistsException`
+on such a rebuild.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -175,6 +184,31 @@ def content_hash(context: Path, dockerfile: str, extra_paths: Sequence[str] = ()
     return digest.hexdigest()
 
 
+def image_tag(content: str, build_inputs: dict[str, object]) -> str:
+    """32 hex characters of sha256 over the content hash, the build inputs docker-build diffs on, and the
+    provider's version: equal exactly when docker-build would not rebuild."""
+    spec = {
+        "content": content,
+        "build": build_inputs,
+        "provider": importlib.metadata.version("pulumi_docker_build"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def unchanged_image_ref(previous_builds: object, role: str, content: str) -> str | None:
+    """The image this stack used last time for `role`, if its content hash is `content`; else None.
+
+    A rebuild that changes no file of the image (a new label, a provider upgrade) yields a new digest for the
+    same computation; feeding the previous digest to the training job and the model keeps them as they are
+    (no retraining, no rollout). `previous_builds` is the stack's own last `imageBuilds` output."""
+    if not isinstance(previous_builds, dict):
+        return None
+    entry = previous_builds.get(role)
+    if isinstance(entry, dict) and entry.get("contentHash") == content and isinstance(entry.get("ref"), str):
+        return entry["ref"]
+    return None
+
+
 # --- ECR ---------------------------------------------------------------------------------------------------
 
 
@@ -267,7 +301,8 @@ class ContainerImage(pulumi.ComponentResource):
     content_hash: str | None
     """SHA-256 of the files that go into the image; None for a prebuilt image."""
     tag: str | None
-    """The image tag pushed to ECR (a prefix of the content hash); None for a prebuilt image."""
+    """The image tag pushed to ECR (content hash + build inputs + provider version, see `image_tag`); None for a
+    prebuilt image."""
 
     def __init__(self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlplatform:images:ContainerImage", name, None, opts)
@@ -304,7 +339,28 @@ class ContainerImage(pulumi.ComponentResource):
         # Hashed here, at program time, from the files on disk: the tag is then a plain string a preview shows,
         # and the same tree always yields the same tag (never a build-time or apply-time value).
         self.content_hash = content_hash(context, dockerfile, args.get("extra_paths", ()))
-        self.tag = self.content_hash[:32]
+        context_location = os.path.relpath(context)
+        dockerfile_location = os.path.relpath(context / dockerfile)
+        build_args = {REVISION_BUILD_ARG: self.content_hash, **({SOURCE_BUILD_ARG: source_url} if source_url else {})}
+        labels = {REVISION_LABEL: self.content_hash, **({SOURCE_LABEL: source_url} if source_url else {})}
+        cache_to_settings = {
+            "mode": str(docker_build.CacheMode.MAX.value),
+            "image_manifest": True,
+            "oci_media_types": True,
+            "tag": CACHE_TAG,
+        }
+        self.tag = image_tag(
+            self.content_hash,
+            {
+                "context": context_location,
+                "dockerfile": dockerfile_location,
+                "platforms": [str(PLATFORM.value)],
+                "push": True,
+                "build_args": build_args,
+                "labels": labels,
+                "cache": cache_to_settings,
+            },
+        )
         ignore_file = context / f"{dockerfile}.dockerignore"
         if not ignore_file.is_file():
             # docker-build rebuilds whenever anything in its context changes (its own context hash honours only
@@ -360,17 +416,14 @@ class ContainerImage(pulumi.ComponentResource):
         # state then holds no machine-specific path, and CI and laptops plan the same inputs.
         image = docker_build.Image(
             f"{name}-image",
-            context={"location": os.path.relpath(context)},
-            dockerfile={"location": os.path.relpath(context / dockerfile)},
+            context={"location": context_location},
+            dockerfile={"location": dockerfile_location},
             platforms=[PLATFORM],
             push=True,
             tags=[pulumi.Output.concat(repo.repository_url, ":", self.tag)],
             # BASE_IMAGE is left unset on purpose: the Dockerfile's default is the public base image.
-            build_args={
-                REVISION_BUILD_ARG: self.content_hash,
-                **({SOURCE_BUILD_ARG: source_url} if source_url else {}),
-            },
-            labels={REVISION_LABEL: self.content_hash, **({SOURCE_LABEL: source_url} if source_url else {})},
+            build_args=build_args,
+            labels=labels,
             registries=[{"address": registry, "username": token.user_name, "password": token.password}],
             cache_from=[{"registry": {"ref": cache_ref}}],
             # ECR accepts a registry cache only as an OCI image manifest (not a manifest list).

@@ -61,6 +61,9 @@ GROUND_TRUTH_PREFIX = "ground-truth"
 START_PIPELINE_TARGET = "arn:{partition}:scheduler:::aws-sdk:sagemaker:startPipelineExecution"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
+PROCESSING_METRICS_NAMESPACE = "/aws/sagemaker/ProcessingJobs"
+"""CloudWatch namespace of SageMaker processing instance metrics (Monitor SageMaker with CloudWatch)."""
+
 # Environment switch of our monitor image: call PutMetricData itself (nobody reads the metrics file outside
 # Model Monitor). Defined in monitoring/entrypoint.py.
 PUT_METRIC_DATA_ENV = "MLPLATFORM_PUT_METRIC_DATA"
@@ -562,9 +565,11 @@ def monitoring_job_policy(
             "Resource": f"arn:{partition}:s3:::{reports_bucket}/{reports_prefix}*",
         },
         {
+            # kms:Encrypt: the job's output (reports, statistics, violations) is encrypted with the project key
+            # (CreateProcessingJob API: Execution Role Permissions lists it with an output KmsKeyId).
             "Sid": "UseProjectKey",
             "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
             "Resource": kms_key_arn,
         },
         {
@@ -589,6 +594,15 @@ def monitoring_job_policy(
             "Action": "cloudwatch:PutMetricData",
             "Resource": "*",
             "Condition": {"StringEquals": {"cloudwatch:namespace": contract.METRIC_NAMESPACE}},
+        },
+        {
+            # The processing instance's CPU, memory and disk metrics, published with the job's role
+            # (CreateProcessingJob API: Execution Role Permissions, cloudwatch:PutMetricData).
+            "Sid": "PublishProcessingInstanceMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": PROCESSING_METRICS_NAMESPACE}},
         },
     ]
     if ground_truth_s3_uri is not None:
@@ -861,8 +875,13 @@ class DriftMonitor(pulumi.ComponentResource):
         settings = args["settings"]
         endpoint = args["endpoint_name"]
         role = self._job_role(name, args, None)
+        # AWS documents the analyzer's URI without a tag (that is, `latest`; "Amazon SageMaker Model Monitor
+        # prebuilt container" registry paths). The data source appends ":<image_tag>" with a default of "1"
+        # (terraform-provider-aws prebuilt_ecr_image_data_source.go), a tag the analyzer repository has no image
+        # under, so the tag is given.
         analyzer = aws.sagemaker.get_prebuilt_ecr_image_output(
             repository_name="sagemaker-model-monitor-analyzer",
+            image_tag="latest",
             region=args["region"],
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
@@ -918,7 +937,9 @@ class DriftMonitor(pulumi.ComponentResource):
             network_config=network,
             role_arn=role.arn,
             stopping_condition={"max_runtime_in_seconds": settings.max_runtime_seconds},
-            opts=pulumi.ResourceOptions(parent=self),
+            # CreateDataQualityJobDefinition checks that the endpoint exists (its name here is a plain string,
+            # so nothing else orders the two): on a first deploy it must come after the endpoint.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.get("depends_on", []))),
         )
         schedule = aws.sagemaker.MonitoringSchedule(
             f"{name}-schedule",
@@ -957,7 +978,8 @@ class DriftMonitor(pulumi.ComponentResource):
         endpoint = args["endpoint_name"]
         child = pulumi.ResourceOptions(parent=self)
         native = aws_native.Provider(f"{name}-aws-native", region=args["region"], opts=child)
-        native_opts = pulumi.ResourceOptions(parent=self, provider=native)
+        # The job definitions check that the endpoint exists, like DataQualityJobDefinition: order them after it.
+        native_opts = pulumi.ResourceOptions(parent=self, provider=native, depends_on=list(args.get("depends_on", [])))
         constraints_uri = pulumi.Output.from_input(args["baseline_constraints_uri"])
         endpoint_input: Any = {
             "endpoint_name": endpoint,

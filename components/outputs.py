@@ -32,6 +32,7 @@ ENDPOINT_ROLE_ARN: Final = "endpointRoleArn"
 ROLLBACK_ALARM_NAMES: Final = "rollbackAlarmNames"
 MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
+IMAGE_BUILDS: Final = "imageBuilds"
 
 # What each output means, with an example value shape; the README's output table is checked against this.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
@@ -94,6 +95,11 @@ DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
     ),
     MONITOR_SCHEDULE_NAME: ("drift monitor schedule (empty when the monitor is off)", "mlplatform-prod-drift"),
     MONITOR_REPORTS_URI: ("where drift reports are written", "s3://mlplatform-prod-models-1a2b3c4/monitoring/..."),
+    IMAGE_BUILDS: (
+        "per image this stack builds: content hash and the digest in use (the next update keeps that digest "
+        "while the content is unchanged)",
+        '{"serving": {"contentHash": "9f2c...", "ref": "...@sha256:5e5e..."}}',
+    ),
 }
 
 # Exported only when the serving target includes SageMaker (`mlplatform:servingTarget` sagemaker or both).

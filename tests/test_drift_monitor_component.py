@@ -46,7 +46,7 @@ JOB_DEFINITION = "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinitio
 MONITORING_SCHEDULE = "aws:sagemaker/monitoringSchedule:MonitoringSchedule"
 
 # "*" resources only where AWS offers no resource-level permission (the component says so beside each).
-STAR_RESOURCE_SIDS = {"PublishDriftMetrics", "EcrLogin", "VpcDescribe"}
+STAR_RESOURCE_SIDS = {"PublishDriftMetrics", "PublishProcessingInstanceMetrics", "EcrLogin", "VpcDescribe"}
 
 
 def _args(backend: MonitorBackend, **overrides: Any) -> DriftMonitorArgs:
@@ -170,7 +170,9 @@ def test_model_monitor_job_reads_the_endpoint_and_the_model_baseline() -> None:
         "statisticsResource": {"s3Uri": STATS},
     }
     app = job["dataQualityAppSpecification"]
-    assert app["imageUri"].endswith(".amazonaws.com/sagemaker-model-monitor-analyzer")
+    # The data source appends ":<image_tag>" (default "1", prebuilt_ecr_image_data_source.go); the analyzer
+    # AWS documents is the untagged URI, i.e. `latest`.
+    assert app["imageUri"].endswith(".amazonaws.com/sagemaker-model-monitor-analyzer:latest")
     assert app["environment"] == {"publish_cloudwatch_metrics": "Enabled"}
 
 
@@ -437,6 +439,29 @@ def test_job_may_publish_metrics_only_into_the_monitor_namespace(backend: Monito
     put = _statement(policy, "PublishDriftMetrics")
     assert put["Action"] == "cloudwatch:PutMetricData"
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": contract.METRIC_NAMESPACE}}
+    instance = _statement(policy, "PublishProcessingInstanceMetrics")
+    assert instance["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/ProcessingJobs"}}
+
+
+@pytest.mark.parametrize("backend", ["model-monitor", "pipeline"])
+def test_job_may_encrypt_its_output_with_the_project_key(backend: MonitorBackend) -> None:
+    """The job's output is written with a KmsKeyId: "CreateProcessingJob API: Execution Role Permissions"
+    requires kms:Encrypt on it."""
+    policy = _policies(_plan(backend))["monitor-job-policy"]
+    assert "kms:Encrypt" in _statement(policy, "UseProjectKey")["Action"]
+
+
+def test_the_job_definitions_wait_for_the_endpoint() -> None:
+    """CreateDataQualityJobDefinition (and Model Monitor's other definitions) check the endpoint exists; its
+    name is a plain string, so only an explicit dependency orders the first deploy."""
+
+    def program() -> None:
+        endpoint = pulumi.CustomResource("aws:sagemaker/endpoint:Endpoint", "the-endpoint", {})
+        DriftMonitor("monitor", _args("model-monitor", depends_on=[endpoint]))
+
+    plan = run_components(program)
+    definition = plan.one("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition")
+    assert "aws:sagemaker/endpoint:Endpoint::the-endpoint" in definition["options"].get("dependsOn", [])
 
 
 def test_job_reads_only_its_endpoint_capture_and_the_baseline_objects() -> None:
@@ -626,3 +651,21 @@ def _validate_step(step: dict[str, Any]) -> None:
     """A pipeline step's Arguments are a CreateProcessingJob request (botocore's model of the API)."""
     request = {"ProcessingJobName": f"pipelines-abcdef123456-{step['Name']}", **step["Arguments"]}
     assert _botocore_errors("CreateProcessingJob", _at_run_time(request)) == ""
+
+
+def test_the_prebuilt_image_mock_answers_as_the_provider_does() -> None:
+    """terraform-provider-aws prebuilt_ecr_image_data_source.go: `image_tag` defaults to "1" and the registry
+    path always ends with ":<image_tag>"; a mock without that default hid the analyzer's wrong tag."""
+    from tools.mocks import PlatformMocks
+
+    answer, _ = PlatformMocks().call(
+        _call_args("aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage", {"repositoryName": "x"})
+    )
+    assert answer["registryPath"].endswith("/x:1")
+    assert answer["imageTag"] == "1"
+
+
+def _call_args(token: str, args: dict) -> pulumi.runtime.MockCallArgs:
+    import pulumi.runtime.mocks as m
+
+    return m.MockCallArgs(token=token, args=args, provider="")

@@ -460,7 +460,11 @@ def test_wildcard_resources_only_where_aws_has_no_resource_level_permission() ->
         )
     )
     wildcard = sorted(s["Sid"] for s in policy["Statement"] if s["Resource"] == "*")
-    assert wildcard == ["EcrLogin", "VpcDescribe"]
+    assert wildcard == ["EcrLogin", "PublishEndpointMetrics", "VpcDescribe"]
+    # "CreateModel API: Execution Role Permissions": without PutMetricData the instance metrics stay empty.
+    assert _statements(policy)["PublishEndpointMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}
+    }
     assert _statements(policy)["EcrLogin"]["Action"] == ["ecr:GetAuthorizationToken"]
 
 

@@ -169,16 +169,17 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if token == "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage":
             repo = a.get("repositoryName", "image")
             registry = "156813124566"  # the registry AWS documents for Model Monitor's analyzer in us-east-1
-            path = f"{registry}.dkr.ecr.{self.region}.amazonaws.com/{repo}"
-            if a.get("imageTag"):
-                path += f":{a['imageTag']}"
+            # terraform-provider-aws internal/service/sagemaker/prebuilt_ecr_image_data_source.go: `image_tag`
+            # defaults to "1" and prebuiltECRImageCreatePath always appends ":<image_tag>".
+            tag = a.get("imageTag") or "1"
+            path = f"{registry}.dkr.ecr.{self.region}.amazonaws.com/{repo}:{tag}"
             return {
                 "registryPath": path,
                 "registryId": registry,
                 "repositoryName": repo,
                 "id": registry,
                 "region": self.region,
-                "imageTag": a.get("imageTag", ""),
+                "imageTag": tag,
             }, None
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
