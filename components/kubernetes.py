@@ -303,23 +303,18 @@ class KubernetesModelService(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         if s.service_monitor:
+            # One definition with the manifest clusters without the stack use (components/prometheus.py);
+            # imported here because that module builds on this one's labels. Each series carries the pod's
+            # track, so the canary's error rate and latency compare directly with the stable pods'.
+            from components.prometheus import service_monitor
+
+            manifest = service_monitor(self._namespace, s.service_monitor_labels)
             k8s.apiextensions.CustomResource(
                 f"{name}-service-monitor",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata={
-                    "name": SERVICE_NAME,
-                    "namespace": ns,
-                    "labels": {**self._common_labels(), **s.service_monitor_labels},
-                },
-                spec={
-                    "selector": {"matchLabels": {**self._service_selector(), SCRAPE_LABEL: "true"}},
-                    "namespaceSelector": {"matchNames": [self._namespace]},
-                    # Each series carries the pod's track, so the canary's error rate and latency compare
-                    # directly with the stable pods'.
-                    "podTargetLabels": [TRACK_LABEL],
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
-                },
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata={**manifest["metadata"], "namespace": ns},
+                spec=manifest["spec"],
                 opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=scraped)),
             )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.kubernetes import SELECTOR_LABEL, SERVICE_NAME, TRACK_LABEL
+from components.kubernetes import SCRAPE_LABEL, SELECTOR_LABEL, SERVICE_NAME, TRACK_LABEL
 
 SCRAPE_INTERVAL = "30s"
 SCRAPE_TIMEOUT = "10s"
@@ -24,14 +24,17 @@ def service_monitor(namespace: str, labels: Mapping[str, str] | None = None) -> 
     """The Prometheus operator's ServiceMonitor (monitoring.coreos.com/v1) for the model service in `namespace`.
 
     `endpoints[].port` names the Service's port, `podTargetLabels` copies the pod's track label onto the series
-    (prometheus-operator API reference, ServiceMonitorSpec and Endpoint)."""
+    (prometheus-operator API reference, ServiceMonitorSpec and Endpoint). It selects only the Services carrying
+    the scrape label, which together cover every pod once (with weighted canaries the shared Service and the
+    per-track ones select the same pods; scraping both would double every rate). `KubernetesModelService`
+    creates exactly this spec."""
     common = {"app.kubernetes.io/name": APP_NAME, SELECTOR_LABEL: namespace}
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
         "metadata": {"name": SERVICE_NAME, "namespace": namespace, "labels": {**common, **dict(labels or {})}},
         "spec": {
-            "selector": {"matchLabels": common},
+            "selector": {"matchLabels": {SELECTOR_LABEL: namespace, SCRAPE_LABEL: "true"}},
             "namespaceSelector": {"matchNames": [namespace]},
             "podTargetLabels": [TRACK_LABEL],
             "endpoints": [
@@ -59,6 +62,8 @@ def scrape_config(namespace: str) -> dict[str, Any]:
                 "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": [namespace]}}],
                 "relabel_configs": [
                     {"source_labels": [meta("app.kubernetes.io/name")], "regex": APP_NAME, "action": "keep"},
+                    # Only the Services that cover every pod once (see service_monitor).
+                    {"source_labels": [meta(SCRAPE_LABEL)], "regex": "true", "action": "keep"},
                     {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": PORT_NAME, "action": "keep"},
                     {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
                     {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},

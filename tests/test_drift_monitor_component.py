@@ -593,6 +593,13 @@ def test_model_monitor_backend_adds_quality_and_bias_job_definitions_with_schedu
     )
     types = sorted(s["inputs"]["monitoringScheduleConfig"]["monitoringType"] for s in plan.of_type(MONITORING_SCHEDULE))
     assert types == ["DataQuality", "ModelBias", "ModelQuality"]
+    # Each schedule names its definition by the name the provider gave it (aws-native auto-names it).
+    by_type = {
+        s["inputs"]["monitoringScheduleConfig"]["monitoringType"]: s["inputs"]["monitoringScheduleConfig"]
+        for s in plan.of_type(MONITORING_SCHEDULE)
+    }
+    assert by_type["ModelQuality"]["monitoringJobDefinitionName"].startswith(quality["name"] + "-")
+    assert by_type["ModelBias"]["monitoringJobDefinitionName"].startswith(bias["name"] + "-")
 
 
 def test_pipeline_backend_adds_an_hourly_quality_pipeline_measuring_bias() -> None:

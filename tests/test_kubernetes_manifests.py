@@ -143,3 +143,15 @@ def test_the_service_monitor_has_the_prometheus_operator_fields() -> None:
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
     assert set(monitor["spec"]) == {"selector", "namespaceSelector", "podTargetLabels", "endpoints"}
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["mlplatform-dev"]}
+
+
+def test_the_stacks_service_monitor_is_the_documented_one() -> None:
+    """The ServiceMonitor a stack creates and the one docs/grafana ships for clusters without the stack come
+    from one function (components/prometheus.py), so the scrape the autoscaler depends on is the same."""
+    from components.prometheus import service_monitor
+
+    plan = plan_with("dev", {**KUBERNETES, "mlplatform:kubernetesServiceMonitor": "true"})
+    created = plan.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]
+    expected = service_monitor("mlplatform-dev")
+    assert created["spec"] == expected["spec"]
+    assert created["metadata"]["labels"] == expected["metadata"]["labels"]

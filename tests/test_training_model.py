@@ -81,6 +81,25 @@ def test_model_directory_holds_the_contract_files(synthetic_model: MLRoot) -> No
     assert statistics["dataset"]["item_count"] == 2400
 
 
+def test_model_directory_holds_the_model_quality_baseline_the_monitor_reads(synthetic_model: MLRoot) -> None:
+    """The stack's model-quality job (Model Monitor or ours) reads baseline/model_quality/constraints.json
+    beside the drift baseline (components/monitoring.py sibling_uri); a model without it fails every run."""
+    from training.model_files import COMPLETE_MODEL_FILES
+
+    model = synthetic_model.model
+    for name in COMPLETE_MODEL_FILES:
+        assert (model / name).is_file(), name
+    statistics = _json(model / "baseline" / "model_quality" / "statistics.json")
+    constraints = _json(model / "baseline" / "model_quality" / "constraints.json")
+    evaluation = _json(model / "evaluation.json")
+    kind = "binary" if len(_json(model / "manifest.json")["classes"]) == 2 else "multiclass"
+    metrics = statistics[f"{kind}_classification_metrics"]
+    # The same validation split scored by the same exported graph as evaluation.json.
+    assert metrics["accuracy"]["value"] == pytest.approx(evaluation["fp32"]["accuracy"], abs=1e-9)
+    assert statistics["dataset"]["item_count"] == evaluation["validation_rows"]
+    assert "accuracy" in constraints[f"{kind}_classification_constraints"]
+
+
 def test_manifest_describes_features_classes_and_io(synthetic_model: MLRoot) -> None:
     manifest = _json(synthetic_model.model / "manifest.json")
     assert set(manifest) == CONTRACT_KEYS

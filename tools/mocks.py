@@ -133,6 +133,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:sagemaker:{self.region}:{MOCK_ACCOUNT_ID}:{_kebab(kind)}/{str(physical).lower()}"
         elif typ == "aws:appautoscaling/target:Target":
             state["id"] = inputs.get("resourceId", physical)
+        elif typ.startswith("aws-native:sagemaker:") and typ.endswith("JobDefinition"):
+            # pulumi-aws-native auto-names a resource whose name property is not set (its autonaming gives
+            # `<logical name>-<random>`) and returns the name and ARN CloudFormation reports
+            # (AWS::SageMaker::ModelQualityJobDefinition: JobDefinitionName, JobDefinitionArn).
+            definition = inputs.get("jobDefinitionName") or physical
+            arn = f"arn:aws:sagemaker:{self.region}:{MOCK_ACCOUNT_ID}:model-quality-job-definition/{definition}"
+            if "ModelBias" in typ:
+                arn = arn.replace("model-quality", "model-bias")
+            state.update(jobDefinitionName=definition, jobDefinitionArn=arn, id=arn)
         return str(state["id"]), state
 
     # --- invokes -------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import onnx
 import onnxruntime
 import torch
 
+from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
+from monitoring.quality import write_quality_baseline
 from training.data import TrainingData
 from training.evaluation import classification_metrics
 from training.export import (
@@ -120,6 +122,25 @@ def prepare_model_directory(data: TrainingData, out_dir: Path) -> None:
     write_baseline(data.train_features, baseline)
 
 
+def write_evaluation_baseline(
+    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], baseline_dir: Path
+) -> None:
+    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`) from the validation
+    split as the exported model scores it: what the stack's model-quality monitor compares each window with
+    (components/monitoring.py reads it beside the drift baseline). Labels and predictions are the class names
+    the server answers with; for two classes the score is the probability of the second class."""
+    binary = len(classes) == 2
+    predicted = probabilities.argmax(axis=1)
+    write_quality_baseline(
+        [classes[int(i)] for i in labels],
+        [classes[int(i)] for i in predicted],
+        baseline_dir,
+        problem_type=quality_metrics.BINARY if binary else quality_metrics.MULTICLASS,
+        scores=[float(p) for p in probabilities[:, 1]] if binary else None,
+        positive_label=classes[1] if binary else classes[0],
+    )
+
+
 def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
     """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +187,7 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
         },
     }
     _write_json(out_dir / EVALUATION_FILE, evaluation)
+    write_evaluation_baseline(fp32_probabilities, validation.labels, data.schema.classes, out_dir / BASELINE_DIR)
     if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
         prepare_model_directory(data, out_dir)
     metrics = {"val_auc": fp32["auc"], "val_accuracy": fp32["accuracy"], "val_log_loss": fp32["log_loss"]}

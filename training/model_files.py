@@ -14,6 +14,14 @@ EVALUATION_FILE = "evaluation.json"
 BASELINE_DIR = "baseline"
 BASELINE_STATISTICS = f"{BASELINE_DIR}/statistics.json"
 BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/constraints.json"
+QUALITY_BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/model_quality/constraints.json"
+"""The model-quality baseline from the validation split (monitoring/quality.py `write_quality_baseline`)."""
 
-COMPLETE_MODEL_FILES: tuple[str, ...] = (MANIFEST_FILE, FP32_FILE, BASELINE_STATISTICS, BASELINE_CONSTRAINTS)
+COMPLETE_MODEL_FILES: tuple[str, ...] = (
+    MANIFEST_FILE,
+    FP32_FILE,
+    BASELINE_STATISTICS,
+    BASELINE_CONSTRAINTS,
+    QUALITY_BASELINE_CONSTRAINTS,
+)
 """A model directory serving and monitoring can use holds at least these."""
