@@ -110,6 +110,20 @@ if settings.model.source == "train":
     training_image = container_image("training", settings.images.training)
     serving_image = container_image("serving", settings.images.serving)
     t = settings.training
+    # What the quality and bias monitors compare with is written by the training run (baseline/model_quality,
+    # baseline/model_bias): it needs the positive class and the sensitive feature the monitors use.
+    monitoring_hyperparameters = (
+        {
+            "positive_label": settings.monitoring.positive_label,
+            **(
+                {"sensitive_feature": settings.monitoring.sensitive_attribute}
+                if settings.monitoring.sensitive_attribute
+                else {}
+            ),
+        }
+        if settings.monitoring.quality
+        else {}
+    )
     training = ModelTraining(
         f"{name}-train",
         {
@@ -126,7 +140,7 @@ if settings.model.source == "train":
             "max_wait_seconds": t.max_wait_seconds,
             # The device that fits the instance type (so a GPU job never trains on the CPU); the stack's own
             # hyperparameters win where they set the same key.
-            "hyperparameters": {**hyperparameters_for(t.layout), **t.hyperparameters},
+            "hyperparameters": {**hyperparameters_for(t.layout), **monitoring_hyperparameters, **t.hyperparameters},
             "train_prefix": t.train_prefix,
             "validation_prefix": t.validation_prefix,
             "subnet_ids": t.subnet_ids,

@@ -284,3 +284,49 @@ def test_patience_stops_training_and_keeps_the_best_epoch(tmp_path: Path) -> Non
     assert training["epochs_run"] == training["best_epoch"] + 2
     # The model directory holds the best epoch's weights, not the last epoch's.
     assert _json(ml.model / "manifest.json")["metrics"]["val_log_loss"] == pytest.approx(min(losses), abs=1e-5)
+
+
+def _split_data(classes: tuple[str, ...]) -> Any:
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    n = 200
+    labels = rng.integers(0, len(classes), n)
+    schema = SimpleNamespace(classes=classes, categorical=("site",), numeric=("x",))
+    validation = SimpleNamespace(
+        labels=labels,
+        categorical=np.array([["north" if i % 2 else "south"] for i in range(n)], dtype=object),
+        numeric=rng.normal(size=(n, 1)).astype(np.float32),
+    )
+    probabilities = np.clip(np.eye(len(classes))[labels] * 0.7 + rng.uniform(0, 0.3, (n, len(classes))), 0, 1)
+    return SimpleNamespace(schema=schema, validation=validation), probabilities / probabilities.sum(1, keepdims=True)
+
+
+def test_the_bias_baseline_compares_the_groups_of_the_sensitive_feature(tmp_path: Path) -> None:
+    """The bias monitor reads baseline/model_bias/constraints.json (Clarify's layout) for the groups of
+    mlplatform:monitorSensitiveAttribute; the training run is the only place that sees labels and features."""
+    from training.artifacts import write_evaluation_baseline
+
+    data, probabilities = _split_data(("benign", "malignant"))
+    write_evaluation_baseline(probabilities, data, tmp_path, positive_label="malignant", sensitive_feature="site")
+    bias = _json(tmp_path / "model_bias" / "constraints.json")
+    assert "north" in json.dumps(bias) and "south" in json.dumps(bias)
+    assert (tmp_path / "model_quality" / "constraints.json").is_file()
+
+
+def test_a_positive_label_that_is_no_class_names_the_stack_key(tmp_path: Path) -> None:
+    from training.artifacts import write_evaluation_baseline
+    from training.errors import TrainingInputError
+
+    data, probabilities = _split_data(("benign", "malignant"))
+    with pytest.raises(TrainingInputError, match=r"mlplatform:monitorPositiveLabel.*allowed: benign, malignant"):
+        write_evaluation_baseline(probabilities, data, tmp_path, positive_label="1")
+
+
+def test_a_ground_truth_column_as_sensitive_attribute_writes_no_bias_baseline(tmp_path: Path) -> None:
+    from training.artifacts import write_evaluation_baseline
+
+    data, probabilities = _split_data(("0", "1"))
+    write_evaluation_baseline(probabilities, data, tmp_path, sensitive_feature="region_from_labels")
+    assert not (tmp_path / "model_bias").exists()
+    assert (tmp_path / "model_quality" / "statistics.json").is_file()

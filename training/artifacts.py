@@ -18,6 +18,7 @@ from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
 from training.data import TrainingData
+from training.errors import TrainingInputError
 from training.evaluation import classification_metrics
 from training.export import (
     CATEGORICAL_INPUT,
@@ -123,21 +124,48 @@ def prepare_model_directory(data: TrainingData, out_dir: Path) -> None:
 
 
 def write_evaluation_baseline(
-    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], baseline_dir: Path
+    probabilities: np.ndarray,
+    data: TrainingData,
+    baseline_dir: Path,
+    *,
+    positive_label: str = "",
+    sensitive_feature: str = "",
 ) -> None:
-    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`) from the validation
-    split as the exported model scores it: what the stack's model-quality monitor compares each window with
-    (components/monitoring.py reads it beside the drift baseline). Labels and predictions are the class names
-    the server answers with; for two classes the score is the probability of the second class."""
+    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`) and, with a sensitive
+    feature, the bias baseline (`baseline/model_bias/constraints.json`), from the validation split as the
+    exported model scores it: what the stack's quality and bias monitors compare each window with
+    (components/monitoring.py reads them beside the drift baseline). Labels and predictions are the class names
+    the server answers with; for two classes the score is the probability of the positive class."""
+    assert data.validation is not None
+    classes = data.schema.classes
     binary = len(classes) == 2
+    positive = positive_label or classes[-1 if binary else 0]
+    if positive not in classes:
+        raise TrainingInputError(
+            f"hyperparameter 'positive_label' (the stack's mlplatform:monitorPositiveLabel): {positive!r} is not a "
+            f"class of the data; allowed: {', '.join(classes)}"
+        )
+    groups = None
+    if sensitive_feature:
+        if sensitive_feature in data.schema.categorical:
+            groups = data.validation.categorical[:, data.schema.categorical.index(sensitive_feature)].tolist()
+        elif sensitive_feature in data.schema.numeric:
+            groups = [f"{v:g}" for v in data.validation.numeric[:, data.schema.numeric.index(sensitive_feature)]]
+        else:
+            # A column of the ground truth, not a feature: its groups are unknown at training time.
+            LOG.warning(
+                "sensitive feature %r is not a feature of the data; no bias baseline written", sensitive_feature
+            )
     predicted = probabilities.argmax(axis=1)
     write_quality_baseline(
-        [classes[int(i)] for i in labels],
+        [classes[int(i)] for i in data.validation.labels],
         [classes[int(i)] for i in predicted],
         baseline_dir,
         problem_type=quality_metrics.BINARY if binary else quality_metrics.MULTICLASS,
-        scores=[float(p) for p in probabilities[:, 1]] if binary else None,
-        positive_label=classes[1] if binary else classes[0],
+        scores=[float(p) for p in probabilities[:, classes.index(positive)]] if binary else None,
+        positive_label=positive,
+        groups=groups,
+        sensitive=sensitive_feature if groups is not None else None,
     )
 
 
@@ -187,7 +215,13 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
         },
     }
     _write_json(out_dir / EVALUATION_FILE, evaluation)
-    write_evaluation_baseline(fp32_probabilities, validation.labels, data.schema.classes, out_dir / BASELINE_DIR)
+    write_evaluation_baseline(
+        fp32_probabilities,
+        data,
+        out_dir / BASELINE_DIR,
+        positive_label=hp.positive_label,
+        sensitive_feature=hp.sensitive_feature,
+    )
     if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
         prepare_model_directory(data, out_dir)
     metrics = {"val_auc": fp32["auc"], "val_accuracy": fp32["accuracy"], "val_log_loss": fp32["log_loss"]}

@@ -76,6 +76,11 @@ class Hyperparameters:
     """How long hosts wait for each other at start (and while they read their data)."""
     collective_timeout_seconds: int = 45
     """How long one collective may wait for a peer during training before the job fails."""
+    positive_label: str = ""
+    """The positive class of a binary model in the model-quality baseline; empty = the second class (sorted)."""
+    sensitive_feature: str = ""
+    """A feature whose groups the bias baseline compares (the stack passes mlplatform:monitorSensitiveAttribute);
+    empty = no bias baseline."""
 
     def as_strings(self) -> dict[str, str]:
         """The hyperparameters as SageMaker passes them (strings), e.g. for a demo hyperparameters.json."""
@@ -156,6 +161,13 @@ def _parse_columns(key: str, raw: str) -> tuple[str, ...]:
     return names
 
 
+def _parse_optional_name(key: str, raw: str) -> str:
+    value = raw.strip()
+    if len(value) > 128:
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is too long; allowed: up to 128 characters or empty")
+    return value
+
+
 def _parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(key: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -189,6 +201,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "num_threads": lambda k, v: _parse_int(k, v, 0, 1024),
     "rendezvous_timeout_seconds": lambda k, v: _parse_int(k, v, 30, 86_400),
     "collective_timeout_seconds": lambda k, v: _parse_int(k, v, 5, 3_600),
+    "positive_label": _parse_optional_name,
+    "sensitive_feature": _parse_optional_name,
 }
 
 
