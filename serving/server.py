@@ -55,6 +55,9 @@ _TOO_MANY_HEADERS = error(
 _BAD_TRANSFER_CODING = error(
     400, "unsupported Transfer-Encoding", "no Transfer-Encoding, or exactly 'chunked' (no other transfer coding)"
 )
+_SLICE = 16384  # reads larger than this are parsed in slices of this size
+_VERSIONS = ("1.1", "1.0")
+_BAD_VERSION = error(400, "unsupported HTTP version", "an HTTP/1.1 or HTTP/1.0 request line: METHOD /path HTTP/1.1")
 _INF = float("inf")
 _IDLE, _HEAD, _BODY = 0, 1, 2  # what a connection is waiting for
 
@@ -108,8 +111,10 @@ class Worker:
             self.done.set()
 
     def answered(self) -> None:
+        """Count one response; the one that reaches the request limit already says `Connection: close`."""
         self.served += 1
         if self.served == self.request_limit:
+            self.closing_idle = True
             self.recycle.set()
 
     def flush_access_log(self) -> None:
@@ -205,6 +210,8 @@ class HttpConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.refusal: Response | None = None
         self.peer = ""
+        self.pending = b""  # received, not parsed yet (see data_received)
+        self.pending_at = 0
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -218,6 +225,26 @@ class HttpConnection(asyncio.Protocol):
         self.worker.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
+        if len(data) <= _SLICE and not self.pending:
+            self._feed(data)
+            return
+        # A large read may hold thousands of pipelined requests: parse it a slice at a time and stop while the
+        # client is not reading its answers (pause_writing), so answers never pile up beyond one slice's worth.
+        self.pending = self.pending[self.pending_at :] + data if self.pending else data
+        self.pending_at = 0
+        self._feed_pending()
+
+    def _feed_pending(self) -> None:
+        while self.pending and not self.paused and self.transport is not None and not self.transport.is_closing():
+            start = self.pending_at
+            self.pending_at = start + _SLICE
+            if self.pending_at >= len(self.pending):
+                piece, self.pending, self.pending_at = self.pending[start:], b"", 0
+            else:
+                piece = self.pending[start : self.pending_at]
+            self._feed(piece)
+
+    def _feed(self, data: bytes) -> None:
         counting = self.waiting_for != _BODY
         if counting:
             # httptools keeps a header until it is complete: bound what it may hold across reads.
@@ -225,7 +252,12 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._answer_and_close(error(400, "protocol upgrades are not supported", "HTTP/1.1 requests"))
+            # CONNECT, or a request with Upgrade: it has been answered as plain HTTP (RFC 9110 7.8: a server may
+            # ignore Upgrade); what follows would be another protocol, so the connection ends here.
+            if self.in_request:
+                self._answer_and_close(error(400, "protocol upgrades are not supported", "HTTP/1.1 requests"))
+            else:
+                self._close()
             return
         except httptools.HttpParserError as bad:
             if self.refusal is not None:
@@ -247,7 +279,9 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self.paused:
             self.paused = False
-            self.transport.resume_reading()
+            self._feed_pending()
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
 
     # --- httptools callbacks ---
     def on_message_begin(self) -> None:
@@ -300,6 +334,8 @@ class HttpConnection(asyncio.Protocol):
             self.expect_continue = True
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_http_version() not in _VERSIONS:  # llhttp takes a bare "GET /" as HTTP/0.9
+            self._refuse(_BAD_VERSION)
         self.waiting_for = _BODY
         self.head_bytes = 0
         self.deadline = time.perf_counter() + self.worker.settings.body_timeout_s
@@ -345,6 +381,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         self.in_request = False
         worker = self.worker
+        worker.answered()
         keep_alive = keep_alive and not worker.closing_idle and not self.too_large
         if transport is None or transport.is_closing():
             return
@@ -373,7 +410,6 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive and not self.too_large:
             transport.close()
         # after a 413 the rest of the body is read and dropped, then the connection is closed
-        worker.answered()
 
     def _log_access(self, path: str, response: Response, elapsed: float) -> None:
         log_lines = self.worker.access_log
