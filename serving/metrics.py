@@ -115,6 +115,11 @@ class SharedMetrics:
     def set_ready(self, ready: bool) -> None:
         self._values[self._base + _READY] = 1.0 if ready else 0.0
 
+    def clear_ready(self, worker: int) -> None:
+        """Parent only: `worker`'s process is gone, so its model is no longer loaded."""
+        self._values[self._slot(worker) + _READY] = 0.0
+        self._values[self._slot(worker) + _CONNECTIONS] = 0.0
+
     def is_ready(self, worker: int) -> bool:
         return self._values[self._slot(worker) + _READY] == 1.0
 

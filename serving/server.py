@@ -485,12 +485,15 @@ def _load(settings: ServeSettings) -> LoadedModel:
     return LoadedModel(settings.model_dir, settings.precision)
 
 
-async def _serve(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics) -> int:
+async def _serve(
+    sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, accept_while_loading: bool = True
+) -> int:
     loop = asyncio.get_running_loop()
     app = InferenceApp(metrics, settings.workers)
     worker = Worker(app, metrics, settings)
     acceptor = worker.acceptor = Acceptor(loop, sock, worker)
-    acceptor.start()
+    if accept_while_loading:
+        acceptor.start()  # so /ping answers 503 while the first workers load
     stop = asyncio.Event()
     ticker = asyncio.ensure_future(_tick(worker))
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -513,6 +516,8 @@ async def _serve(sock: socket.socket, settings: ServeSettings, metrics: SharedMe
         gc.collect()
         gc.freeze()
         log.info("model loaded (%s), serving on port %s", settings.precision, settings.port)
+        if not accept_while_loading:
+            acceptor.start()
         recycle_task = asyncio.ensure_future(worker.recycle.wait())
         await asyncio.wait({stop_task, recycle_task}, return_when=asyncio.FIRST_COMPLETED)
         recycling = not stop.is_set()
@@ -561,13 +566,16 @@ def _accept_backlog(acceptor: Acceptor) -> None:
     acceptor.stop()
 
 
-def run_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int) -> int:
-    """Serve on `sock` until SIGTERM; returns the process exit code."""
+def run_worker(
+    sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int, replacement: bool = False
+) -> int:
+    """Serve on `sock` until SIGTERM; returns the process exit code. A replacement worker accepts only once its
+    model is loaded: until then its connections wait in the backlog instead of getting 503."""
     metrics.bind(index)
     loop = _event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(sock, settings, metrics))
+        return loop.run_until_complete(_serve(sock, settings, metrics, accept_while_loading=not replacement))
     finally:
         loop.close()
 

@@ -36,7 +36,9 @@ def _listen(settings: ServeSettings) -> socket.socket:
     return sock
 
 
-def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int) -> int:
+def _fork_worker(
+    sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int, replacement: bool = False
+) -> int:
     # Signals stay blocked across the fork so the child never runs the parent's handler.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     parent = os.getpid()
@@ -48,7 +50,7 @@ def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMe
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _stop_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-            code = run_worker(sock, settings, metrics, index)
+            code = run_worker(sock, settings, metrics, index, replacement)
         except BaseException:
             log.exception("worker %d failed", index)
         finally:
@@ -114,6 +116,7 @@ def serve(settings: ServeSettings) -> int:
             time.sleep(0.05)
             continue
         index = workers.pop(pid)
+        metrics.clear_ready(index)
         code = os.waitstatus_to_exitcode(status)
         if stopping:
             if code != 0:
@@ -135,7 +138,7 @@ def serve(settings: ServeSettings) -> int:
             reason = "exited"
             log.error("worker %d exited unexpectedly with %d; starting a new one", index, code)
         metrics.count_restart(reason)
-        workers[_fork_worker(sock, settings, metrics, index)] = index
+        workers[_fork_worker(sock, settings, metrics, index, replacement=True)] = index
     sock.close()
     return exit_code
 
