@@ -419,7 +419,8 @@ class HttpConnection(asyncio.Protocol):
                 {
                     "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "remote": self.peer,
-                    "method": self.parser.get_method().decode("latin-1") if self.started else "",
+                    # before its head is complete, a refused request's method may be unparsed or garbage
+                    "method": "-" if self.waiting_for == _HEAD else self.parser.get_method().decode("latin-1"),
                     "path": path[:256],
                     "status": response.status,
                     "bytes": len(response.body),

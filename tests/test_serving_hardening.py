@@ -212,6 +212,7 @@ def test_access_log_writes_one_json_line_per_request_when_on(model_dir: Path, tm
         server.wait_until(200)
         server.request("POST", "/invocations", ROW * 3, {"Content-Type": "text/csv"})
         server.request("GET", "/nowhere?secret=1")
+        assert statuses(exchange(server.port, b"BREW /coffee HTTP/1.1\r\nHost: x\r\n\r\n")) == [400]
     finally:
         assert server.terminate() == 0
     lines = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]
@@ -220,6 +221,8 @@ def test_access_log_writes_one_json_line_per_request_when_on(model_dir: Path, tm
     assert (invocation["method"], invocation["status"], invocation["rows"]) == ("POST", 200, 3)
     assert invocation["remote"] == "127.0.0.1" and invocation["duration_ms"] > 0 and invocation["bytes"] > 0
     assert by_path["/nowhere"]["status"] == 404  # the query string is left out of the log
+    refused = [entry for entry in lines if entry["status"] == 400]
+    assert [entry["method"] for entry in refused] == ["-"]  # never a guess at a method that did not parse
     assert all(set(entry) == {*invocation} for entry in lines)
 
 
