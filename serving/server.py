@@ -507,6 +507,9 @@ async def _serve(
     recycling = False
     if loading.done():
         try:
+            # A fresh heartbeat first: a load that held the GIL may have starved the ticks, and the watchdog
+            # judges a worker only once it is ready.
+            metrics.heartbeat()
             app.set_model(loading.result())
         except ModelDirectoryError as bad:
             log.error("cannot load the model: %s", bad)
