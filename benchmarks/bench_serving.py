@@ -343,6 +343,75 @@ def in_process(model_dir: Path, files: dict[str, Path]) -> dict[str, float]:
     }
 
 
+SOAK_SCRIPT = """
+wrk.method = "POST"
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
+local pause = tonumber(os.getenv("BENCH_DELAY_MS"))
+function delay() return pause end
+"""
+
+
+def _rss(sessions: set[int]) -> int:
+    """Resident memory of every process in `sessions`, bytes."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[3]) not in sessions:
+                continue
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+    return total
+
+
+def soak(model_dir: Path, body: Path, work: Path, seconds: int, target_rps: float) -> dict[str, Any]:
+    """Our server (a fresh one) for `seconds` at about `target_rps`: wrk's delay() paces each of 16 connections
+    to 1/16 of the rate (an open-loop approximation: a slow answer also delays the next request). Memory is
+    read after a 10 s warm-up and at the end; every answer must be a 200."""
+    server = our_server(model_dir)
+    server.name = "ours-soak"
+    connections = 16
+    delay_ms = max(0, round(connections / target_rps * 1000))
+    script = OUT / "wrk_soak.lua"
+    script.write_text(SOAK_SCRIPT)
+    env = dict(os.environ) | {
+        "BENCH_BODY": str(body),
+        "BENCH_CONTENT_TYPE": "text/csv",
+        "BENCH_DELAY_MS": str(delay_ms),
+    }
+    url = f"http://127.0.0.1:{server.port}/invocations"
+    command = [*NICE, "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", "--latency", "--timeout", "10s"]
+    with running(server, work):
+        check_answer(server, body)
+        subprocess.run([*command, "-d10s", "-s", str(script), url], env=env, capture_output=True, check=True)
+        rss_start = _rss(server.sessions)
+        output = subprocess.run(
+            [*command, f"-d{seconds}s", "-s", str(script), url], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        rss_end = _rss(server.sessions)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "seconds": seconds,
+        "target_rps": round(target_rps),
+        "achieved_rps": round(requests / seconds, 1),
+        "requests": requests,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else None,
+        "p50_ms": _ms(re.search(r"\s50%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"\s99%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
+        "rss_start_mib": round(rss_start / 2**20, 1),
+        "rss_end_mib": round(rss_end / 2**20, 1),
+        "rss_growth_pct": round((rss_end - rss_start) / rss_start * 100, 2),
+    }
+
+
 def our_server(model_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "serving", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
@@ -358,7 +427,7 @@ def our_server(model_dir: Path, extra_env: dict[str, str] | None = None) -> Serv
 def candidate_servers(model_dir: Path) -> list[Server]:
     env = {"PYTHONPATH": str(REPO), "BENCH_MODEL_DIR": str(model_dir)}
     venv = Path(sys.executable).parent
-    p1, p2 = free_port(), free_port()
+    p1, p2, p3 = free_port(), free_port(), free_port()
     return [
         Server(
             "uvicorn-starlette",
@@ -402,6 +471,43 @@ def candidate_servers(model_dir: Path) -> list[Server]:
                 ]
             ],
             p2,
+            env=env,
+        ),
+        Server(
+            "granian-hardened",
+            "granian 2.8 (RSGI, uvloop) with header read timeout, HTTP/1 buffer cap, backpressure, "
+            "worker respawn and lifetime",
+            [
+                [
+                    str(venv / "granian"),
+                    "--interface",
+                    "rsgi",
+                    "--loop",
+                    "uvloop",
+                    "--workers",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(p3),
+                    "--no-ws",
+                    # The counterparts of our settings: 10 s for the head, 32 KiB of buffered head (hyper's
+                    # max_buf_size), 1000 requests in flight per worker, respawn, recycle (granian recycles
+                    # by time, not by request count; the shortest it allows is 60 s).
+                    "--http1-header-read-timeout",
+                    "10000",
+                    "--http1-buffer-size",
+                    "32768",
+                    "--backpressure",
+                    "1000",
+                    "--respawn-failed-workers",
+                    "--workers-lifetime",
+                    "3600",
+                    "--no-access-log",
+                    "benchmarks.serving_candidates.granian_app:app",
+                ]
+            ],
+            p3,
             env=env,
         ),
     ]
@@ -527,6 +633,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers; medians reported")
     parser.add_argument("--only", default="", help="comma-separated competitor names to run (default: all)")
+    parser.add_argument(
+        "--soak", type=int, default=0, help="seconds of soak at 80%% of our measured maximum rate (0: none; issue: 300)"
+    )
     args = parser.parse_args()
     if NICE:
         os.nice(-20)  # the raw onnxruntime timing runs in this process
@@ -538,8 +647,17 @@ def main() -> None:
     files = payloads(work)
     only = set(filter(None, args.only.split(",")))
     report: dict[str, Any] = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
+            "cpu_model": next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")
+                ),
+                "unknown",
+            ),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             # Other work on the machine skews every figure: all servers run at once and are measured in
@@ -569,6 +687,8 @@ def main() -> None:
             report["servers"][name] = {"error": f"setup failed: {type(error).__name__}: {error}"}
     quiet = our_server(model_dir, {"MLPLATFORM_SERVING_METRICS": "off"})
     quiet.name = "ours-metrics-off"
+    logging_server = our_server(model_dir, {"MLPLATFORM_SERVING_ACCESS_LOG": "on"})
+    logging_server.name = "ours-access-log"
     stacks = [*candidate_servers(model_dir), our_server(model_dir)]
     stacks[-1].name = "ours-stack"
 
@@ -577,7 +697,7 @@ def main() -> None:
     inside: list[dict[str, float]] = []
     with contextlib.ExitStack() as stack:
         live: list[Server] = []
-        for server in [*competitors, quiet, *stacks]:
+        for server in [*competitors, quiet, logging_server, *stacks]:
             try:
                 stack.enter_context(running(server, work))
                 check_answer(server, server.body_file(files["rows1"]))
@@ -616,6 +736,9 @@ def main() -> None:
             if "ours-metrics-off" in by_name:
                 measure(by_name["ours-metrics-off"], "rows1_c16", "/invocations", files["rows1"], 16)
                 measure(ours, "rows1_c16_metrics_ab", "/invocations", files["rows1"], 16)
+            if "ours-access-log" in by_name:
+                measure(by_name["ours-access-log"], "rows1_c16", "/invocations", files["rows1"], 16)
+                measure(ours, "rows1_c16_access_log_ab", "/invocations", files["rows1"], 16)
             for server in stacks:
                 if server.name in by_name:
                     measure(server, "echo_c16", "/ping", None, 16)
@@ -639,6 +762,14 @@ def main() -> None:
             "metrics_on_rows1_c16": median_run(ours_runs["rows1_c16_metrics_ab"]),
             "metrics_off_rows1_c16": median_run(runs["ours-metrics-off"]["rows1_c16"]),
         }
+    if "ours-access-log" in runs:
+        report["access_log_ab"] = {
+            "access_log_off_rows1_c16": median_run(ours_runs["rows1_c16_access_log_ab"]),
+            "access_log_on_rows1_c16": median_run(runs["ours-access-log"]["rows1_c16"]),
+        }
+    if args.soak:
+        ceiling = median_run(ours_runs["rows1_c16"])["rps"]
+        report["soak"] = soak(model_dir, files["rows1"], work, args.soak, 0.8 * ceiling)
     report["stack_candidates"] = {
         server.name: {"label": server.label, **{k: median_run(v) for k, v in runs.get(server.name, {}).items()}}
         for server in stacks
@@ -697,6 +828,40 @@ def summarise(report: dict[str, Any]) -> None:
         summary["in_process_rows1000_ratio_vs_raw_one_row_calls"] = round(
             inside["handle_rows1000_us_per_row"] / inside["raw_onnxruntime_rows1_us"], 3
         )
+    ours_runs = servers.get("ours", {})
+    echo = report.get("ours_echo_ceiling")
+    if echo and ours:
+        summary["invocations_share_of_ping_rps_c16"] = round(ours["rps"] / echo["rps"], 3)
+        summary["target_invocations_40pct_of_ping_met"] = ours["rps"] >= 0.4 * echo["rps"]
+    single = ours_runs.get("rows1_c1")
+    if single:
+        summary["p99_ms_rows1_c1"] = single["p99_ms"]
+        summary["target_p99_1ms_at_c1_met"] = single["p99_ms"] <= 1.0
+    if ours:
+        summary["p99_over_p50_rows1_c16"] = round(ours["p99_ms"] / ours["p50_ms"], 2)
+        summary["target_p99_2_5x_p50_at_c16_met"] = ours["p99_ms"] <= 2.5 * ours["p50_ms"]
+    stacks = report.get("stack_candidates", {})
+    hardened, mine = stacks.get("granian-hardened", {}), stacks.get("ours-stack", {})
+    for key in ("echo_c16", "rows1_c16"):
+        if key in hardened and key in mine:
+            summary[f"ours_vs_granian_hardened_rps_{key}"] = round(mine[key]["rps"] / hardened[key]["rps"], 2)
+            if hardened[key].get("server_cpu_us_per_request") and mine[key].get("server_cpu_us_per_request"):
+                summary[f"granian_hardened_vs_ours_cpu_{key}"] = round(
+                    hardened[key]["server_cpu_us_per_request"] / mine[key]["server_cpu_us_per_request"], 2
+                )
+    log_ab = report.get("access_log_ab")
+    if log_ab:
+        off, on = log_ab["access_log_off_rows1_c16"], log_ab["access_log_on_rows1_c16"]
+        summary["access_log_rps_cost_pct"] = round((off["rps"] - on["rps"]) / off["rps"] * 100, 1)
+        if off.get("server_cpu_us_per_request") and on.get("server_cpu_us_per_request"):
+            summary["access_log_cpu_us_per_request_added"] = round(
+                on["server_cpu_us_per_request"] - off["server_cpu_us_per_request"], 1
+            )
+    soaked = report.get("soak")
+    if soaked:
+        summary["soak_rss_growth_pct"] = soaked["rss_growth_pct"]
+        summary["soak_errors"] = soaked["non_2xx"] + (0 if not soaked["socket_errors"] else 1)
+        summary["target_soak_met"] = soaked["rss_growth_pct"] < 10 and summary["soak_errors"] == 0
     ab = report.get("metrics_ab")
     if ab:
         on, off = ab["metrics_on_rows1_c16"]["rps"], ab["metrics_off_rows1_c16"]["rps"]

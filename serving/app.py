@@ -33,6 +33,11 @@ def error(status: int, message: str, expected: str, headers: bytes = b"", **wher
 
 
 NOT_READY = error(503, "the model is still loading", "a request after GET /ping answers 200")
+ALIVE = b'{"status":"alive"}'
+GET_ROUTES = (b"/ping", b"/livez", b"/metrics", b"/openapi.json", b"/execution-parameters")
+ROUTES = "GET /ping, GET /livez, POST /invocations, GET /metrics, GET /execution-parameters or GET /openapi.json"
+ALLOW_GET = b"Allow: GET, HEAD\r\n"
+MAX_PAYLOAD_MB = 6
 SUPPORTED_REQUESTS = ", ".join(sorted(codec.REQUEST_TYPES))
 SUPPORTED_RESPONSES = ", ".join(codec.RESPONSE_TYPES)
 
@@ -40,8 +45,9 @@ SUPPORTED_RESPONSES = ", ".join(codec.RESPONSE_TYPES)
 class InferenceApp:
     """One worker's view: its model (once loaded) and the shared metrics."""
 
-    def __init__(self, metrics: SharedMetrics) -> None:
+    def __init__(self, metrics: SharedMetrics, workers: int = 1) -> None:
         self.metrics = metrics
+        self.workers = workers
         self.model: LoadedModel | None = None
         self.encoder: codec.ResponseEncoder | None = None
         self._openapi: bytes | None = None
@@ -85,30 +91,46 @@ class InferenceApp:
             rows=batch.rows,
         )
 
+    def execution_parameters(self) -> Response:
+        """Batch Transform asks this before sending work when the job leaves these settings unset: one request
+        per worker at a time, as many records per request as fit in SageMaker's 6 MB payload."""
+        return Response(
+            200,
+            orjson.dumps(
+                {
+                    "MaxConcurrentTransforms": self.workers,
+                    "BatchStrategy": "MultiRecord",
+                    "MaxPayloadInMB": MAX_PAYLOAD_MB,
+                }
+            ),
+        )
+
     def openapi(self) -> Response:
         if self._openapi is None:
             self._openapi = OPENAPI_PATH.read_bytes()
         return Response(200, self._openapi)
 
     def handle(self, method: bytes, path: bytes, content_type: str | None, accept: str | None, body: bytes) -> Response:
+        """HEAD is answered as GET (RFC 9110 9.3.2); the server leaves the body out."""
         if path == b"/invocations":
             if method != b"POST":
                 return error(
                     405, f"{method.decode('latin-1')} is not allowed on /invocations", "POST", b"Allow: POST\r\n"
                 )
             return self.invocations(content_type, accept, body)
-        if path == b"/ping":
-            if method != b"GET":
-                return error(405, f"{method.decode('latin-1')} is not allowed on /ping", "GET", b"Allow: GET\r\n")
-            return self.ping()
-        if path == b"/metrics" and method == b"GET":
-            return Response(200, self.metrics.render(), content_type=b"text/plain; version=0.0.4; charset=utf-8")
-        if path == b"/openapi.json" and method == b"GET":
+        if path in GET_ROUTES:
+            if method not in (b"GET", b"HEAD"):
+                return error(
+                    405, f"{method.decode('latin-1')} is not allowed on {path.decode()}", "GET or HEAD", ALLOW_GET
+                )
+            if path == b"/ping":
+                return self.ping()
+            if path == b"/livez":
+                # Liveness, apart from readiness: this worker's event loop answers, whether or not it has loaded.
+                return Response(200, ALIVE)
+            if path == b"/metrics":
+                return Response(200, self.metrics.render(), content_type=b"text/plain; version=0.0.4; charset=utf-8")
+            if path == b"/execution-parameters":
+                return self.execution_parameters()
             return self.openapi()
-        if path in (b"/metrics", b"/openapi.json"):
-            return error(405, f"{method.decode('latin-1')} is not allowed here", "GET", b"Allow: GET\r\n")
-        return error(
-            404,
-            f"no route {path.decode('latin-1')[:60]!r}",
-            "GET /ping, POST /invocations, GET /metrics or GET /openapi.json",
-        )
+        return error(404, f"no route {path.decode('latin-1')[:60]!r}", ROUTES)

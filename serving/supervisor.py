@@ -17,7 +17,7 @@ import time
 
 from serving.metrics import SharedMetrics
 from serving.model import ModelDirectoryError, model_file, read_manifest
-from serving.server import LOAD_FAILED_EXIT, SHUTDOWN_DEADLINE_S, configure_logging, run_worker
+from serving.server import LOAD_FAILED_EXIT, RECYCLE_EXIT, SHUTDOWN_DEADLINE_S, configure_logging, run_worker
 from serving.settings import ServeSettings
 
 log = logging.getLogger("serving")
@@ -36,7 +36,9 @@ def _listen(settings: ServeSettings) -> socket.socket:
     return sock
 
 
-def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int) -> int:
+def _fork_worker(
+    sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, index: int, replacement: bool = False
+) -> int:
     # Signals stay blocked across the fork so the child never runs the parent's handler.
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     parent = os.getpid()
@@ -48,7 +50,7 @@ def _fork_worker(sock: socket.socket, settings: ServeSettings, metrics: SharedMe
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _stop_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-            code = run_worker(sock, settings, metrics, index)
+            code = run_worker(sock, settings, metrics, index, replacement)
         except BaseException:
             log.exception("worker %d failed", index)
         finally:
@@ -102,15 +104,19 @@ def serve(settings: ServeSettings) -> int:
         workers[_fork_worker(sock, settings, metrics, index)] = index
 
     exit_code = 0
+    killed: set[int] = set()  # workers the watchdog killed for not answering
     while workers:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
             if stopping and time.monotonic() - stopping[0] > SHUTDOWN_DEADLINE_S + 2:
                 for straggler in workers:
                     _signal(straggler, signal.SIGKILL)
+            elif not stopping:
+                killed |= _kill_unresponsive(workers, metrics, settings.worker_timeout_s, killed)
             time.sleep(0.05)
             continue
         index = workers.pop(pid)
+        metrics.clear_ready(index)
         code = os.waitstatus_to_exitcode(status)
         if stopping:
             if code != 0:
@@ -122,10 +128,35 @@ def serve(settings: ServeSettings) -> int:
             exit_code = LOAD_FAILED_EXIT
             on_stop(signal.SIGTERM, None)
             continue
-        log.error("worker %d exited unexpectedly with %d; starting a new one", index, code)
-        workers[_fork_worker(sock, settings, metrics, index)] = index
+        if pid in killed:
+            killed.discard(pid)
+            reason = "unresponsive"
+        elif code == RECYCLE_EXIT:
+            reason = "recycled"
+            log.info("worker %d reached its request limit; starting its replacement", index)
+        else:
+            reason = "exited"
+            log.error("worker %d exited unexpectedly with %d; starting a new one", index, code)
+        metrics.count_restart(reason)
+        workers[_fork_worker(sock, settings, metrics, index, replacement=True)] = index
     sock.close()
     return exit_code
+
+
+def _kill_unresponsive(
+    workers: dict[int, int], metrics: SharedMetrics, timeout_s: float, already: set[int]
+) -> set[int]:
+    """SIGKILL each loaded worker whose event loop has not ticked for `timeout_s` (SAGEMAKER_MODEL_SERVER_TIMEOUT:
+    "deemed unresponsive and rebooted"); returns their pids. A loading worker is left alone: a large graph may
+    take longer than the timeout to load."""
+    now = time.monotonic()
+    stuck = set()
+    for pid, index in workers.items():
+        if pid not in already and metrics.is_ready(index) and now - metrics.last_heartbeat(index) > timeout_s:
+            log.error("worker %d has not answered for %.0f s; killing and replacing it", index, timeout_s)
+            _signal(pid, signal.SIGKILL)
+            stuck.add(pid)
+    return stuck
 
 
 def _signal(pid: int, signum: int) -> None:

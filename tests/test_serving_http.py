@@ -74,13 +74,20 @@ def test_unknown_route_is_404_and_wrong_method_is_405_with_allow(server: ServerP
     status, headers, _ = server.request("GET", "/invocations")
     assert (status, headers["allow"]) == (405, "POST")
     status, headers, _ = server.request("POST", "/ping", b"")
-    assert (status, headers["allow"]) == (405, "GET")
+    assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
 def test_openapi_document_is_served_and_lists_the_routes(server: ServerProcess) -> None:
     status, _, body = server.request("GET", "/openapi.json")
     assert status == 200
-    assert set(json.loads(body)["paths"]) == {"/ping", "/invocations", "/metrics", "/openapi.json"}
+    assert set(json.loads(body)["paths"]) == {
+        "/ping",
+        "/livez",
+        "/invocations",
+        "/metrics",
+        "/execution-parameters",
+        "/openapi.json",
+    }
 
 
 # --- content types in, content types out ---

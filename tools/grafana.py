@@ -40,7 +40,7 @@ ROWS = "mlplatform_serving_rows_total"
 WORKERS_READY = "mlplatform_serving_workers_ready"
 WORKERS = "mlplatform_serving_workers"
 WORKER_RESTARTS = "mlplatform_serving_worker_restarts_total"
-"""Exported once the serving container counts worker restarts (its METRIC_FAMILIES lists it)."""
+"""serving/metrics.py METRIC_FAMILIES: counted by the parent process, labelled by reason."""
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SELECTOR = 'namespace=~"$namespace", track=~"$track"'
 
