@@ -20,6 +20,19 @@ from pathlib import Path
 from training.errors import TrainingInputError
 
 LOG = logging.getLogger("training")
+OPTIONAL_HELP = (
+    "a champion folder without its files (manifest.json, baseline/statistics.json) means no approved model yet; "
+    "without this flag that is an error"
+)
+
+
+def _optional(path: Path | None, marker: str, enabled: bool) -> Path | None:
+    """`path`, or None where `--optional-champion` is set and the folder lacks `marker` (the pipeline's
+    no-champion prefix holds only a README)."""
+    if path is not None and enabled and not (path / marker).is_file():
+        LOG.info("no approved champion at %s (no %s): checking the candidate on its own", path, marker)
+        return None
+    return path
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     validate.add_argument("--baseline", type=Path, help="the champion's baseline folder (statistics, constraints)")
     validate.add_argument("--max-drift-distance", type=float, help="override the constraints' drift threshold")
     validate.add_argument("--report", type=Path, required=True, help="where to write the validation report JSON")
+    validate.add_argument("--optional-champion", action="store_true", help=OPTIONAL_HELP)
 
     evaluate = sub.add_parser("evaluate", help="score candidate and champion on held-out data; the gate decision")
     evaluate.add_argument("--ml-root", type=Path, required=True, help="holds input/data/validation")
@@ -39,6 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     evaluate.add_argument("--sensitive-attribute", help="column of the held-out data to compute fairness over")
     evaluate.add_argument("--positive-class", help="the favourable class for fairness (default: the last class)")
     evaluate.add_argument("--record", type=Path, required=True, help="where to write the gate record JSON")
+    evaluate.add_argument("--optional-champion", action="store_true", help=OPTIONAL_HELP)
     for f in dataclasses.fields(GateThresholds):
         evaluate.add_argument(
             f"--{f.name.replace('_', '-')}", type=float, default=f.default, help=f"gate threshold (default {f.default})"
@@ -50,7 +65,8 @@ def validate_command(args: argparse.Namespace) -> int:
     from training.validate_data import validate, write_report
 
     try:
-        report = validate(MLRoot(args.ml_root), args.target, args.baseline, max_drift_distance=args.max_drift_distance)
+        baseline = _optional(args.baseline, "statistics.json", args.optional_champion)
+        report = validate(MLRoot(args.ml_root), args.target, baseline, max_drift_distance=args.max_drift_distance)
     except TrainingInputError as exc:
         LOG.error("validate: %s", exc)
         return 2
@@ -72,7 +88,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         held_out = read_channel(MLRoot(args.ml_root), "validation")
         evaluation = evaluate_models(
             args.candidate,
-            args.champion,
+            _optional(args.champion, "manifest.json", args.optional_champion),
             held_out,
             sensitive_attribute=args.sensitive_attribute,
             positive_class=args.positive_class,
