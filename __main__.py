@@ -1,5 +1,7 @@
 """mlplatform: reads the stack settings, wires the components together and exports the stack outputs."""
 
+from typing import cast
+
 import pulumi
 import pulumi_aws as aws
 
@@ -19,6 +21,7 @@ from components.observability import EndpointObservability, EndpointObservabilit
 from components.pipeline import TrainingPipeline, TrainingPipelineArgs
 from components.policy_context import PolicyContext
 from components.registry import ModelRegistry
+from components.registry_source import SageMakerReader
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
 from components.training import ModelTraining
@@ -119,12 +122,18 @@ if settings.model.source == "train":
     )
     pulumi.export(outputs.TRAINING_JOB_NAME, training.training_job_name)
 
+registry_reader: SageMakerReader | None = None
+if settings.model.source == "registry":
+    import boto3  # the registry has no pulumi-aws data source: read it once, here (components/registry_source.py)
+
+    registry_reader = cast(SageMakerReader, boto3.client("sagemaker", region_name=settings.project.region))
 model = resolve_model_artifacts(
     name,
     settings.model,
     training=training,
     serving_image=serving_image.image_ref if serving_image else None,
     opts=opts,
+    registry=registry_reader,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
 

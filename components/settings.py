@@ -242,8 +242,9 @@ class ModelSourceSettings(_Section):
 
     prefix: ClassVar[str] = "model"
 
-    source: Literal["train", "stack", "pinned"] = "train"
-    """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below."""
+    source: Literal["train", "stack", "pinned", "registry"] = "train"
+    """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below;
+    `registry`: an Approved version of a model package group (docs/lifecycle.md)."""
     stack: str | None = None
     """Fully qualified stack to promote from (`org/mlplatform/dev`) when the source is `stack`."""
     data_uri: S3Uri | None = None
@@ -254,9 +255,15 @@ class ModelSourceSettings(_Section):
     """Pinned baseline constraints.json URI (source `pinned`)."""
     serving_image: ImageByDigest | None = None
     """Pinned serving image by digest (source `pinned`)."""
+    package_group: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")] | None = None
+    """Model package group to deploy from (source `registry`), e.g. `mlplatform-dev`."""
+    package_version: Annotated[int, Field(ge=1)] | None = None
+    """Approved version to deploy (source `registry`); unset: the latest approved (not allowed in prod)."""
 
     @model_validator(mode="after")
     def _rules(self) -> ModelSourceSettings:
+        if self.source == "registry" and self.package_group is None:
+            raise ValueError("model source 'registry' needs mlplatform:modelPackageGroup (the model package group)")
         if self.source == "stack":
             if not self.stack or not _STACK_REF.match(self.stack):
                 raise ValueError("mlplatform:modelStack must name the stack to promote from, e.g. 'org/mlplatform/dev'")
@@ -780,7 +787,7 @@ def kubernetes_errors(
         ]
         if missing:
             errors.append(f"mlplatform:kubernetesModelDelivery s3 needs {', '.join(missing)}")
-    elif model.source in ("train", "stack"):
+    elif model.source in ("train", "stack", "registry"):
         # The serving image this stack builds (or promotes) holds the server, not the model: with nothing to
         # load, the server exits ("manifest.json is missing") and the pods crash-loop.
         errors.append(
@@ -980,6 +987,11 @@ class StackSettings(BaseModel):
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
         errors += kubernetes_errors(self.serving, self.kubernetes, self.model, self.stack)
+        if self.model.source == "registry" and self.is_prod and self.model.package_version is None:
+            errors.append(
+                "mlplatform:modelSource registry in a prod environment needs mlplatform:modelPackageVersion: prod "
+                "deploys a pinned, reviewed version, never whatever was approved last"
+            )
         if self.lifecycle.enabled and self.images.training is None and not self.images.build:
             errors.append(
                 "mlplatform:lifecycleEnabled needs a training image: build images or set mlplatform:imagesTraining"

@@ -113,7 +113,15 @@ class Registry:
             "CreationTime": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "ModelApprovalStatus": PENDING,
             "InferenceSpecification": {
-                "Containers": [{"Image": image, "ModelDataUrl": uri}],
+                # As the pipeline's Register step writes it: uncompressed model files under a prefix.
+                "Containers": [
+                    {
+                        "Image": image,
+                        "ModelDataSource": {
+                            "S3DataSource": {"S3Uri": f"{uri}/", "S3DataType": "S3Prefix", "CompressionType": "None"}
+                        },
+                    }
+                ],
                 "SupportedContentTypes": ["text/csv", "application/json", "application/jsonlines"],
                 "SupportedResponseMIMETypes": ["application/json", "text/csv"],
             },
