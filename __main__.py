@@ -1,5 +1,7 @@
 """mlplatform: reads the stack settings, wires the components together and exports the stack outputs."""
 
+from typing import cast
+
 import pulumi
 import pulumi_aws as aws
 
@@ -15,8 +17,11 @@ from components.monitoring import (
     quality_schedule_name_for,
     schedule_name_for,
 )
-from components.observability import EndpointObservability, EndpointObservabilityArgs
+from components.observability import EndpointObservability, EndpointObservabilityArgs, alarm_name
+from components.pipeline import TrainingPipeline, TrainingPipelineArgs
 from components.policy_context import PolicyContext
+from components.registry import ModelRegistry
+from components.registry_source import SageMakerReader
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
 from components.training import ModelTraining
@@ -87,9 +92,15 @@ def image_in_use(role: str, image: ContainerImage) -> pulumi.Output[str]:
     return ref
 
 
+_images: dict[str, ContainerImage] = {}
+
+
 def container_image(role: str, prebuilt: str | None) -> ContainerImage:
-    """`<role>/Dockerfile` built into its own ECR repository, or the given prebuilt image by digest."""
-    return ContainerImage(
+    """`<role>/Dockerfile` built into its own ECR repository, or the given prebuilt image by digest (one per role,
+    shared by whatever needs it: the training job and the training pipeline use the same image)."""
+    if role in _images:
+        return _images[role]
+    _images[role] = ContainerImage(
         f"{name}-{role}",
         {
             "dockerfile": f"{role}/Dockerfile",
@@ -101,6 +112,7 @@ def container_image(role: str, prebuilt: str | None) -> ContainerImage:
         },
         opts=opts,
     )
+    return _images[role]
 
 
 # --- the model: trained here (dev), or promoted from another stack or pinned values (prod) ---------------
@@ -152,12 +164,18 @@ if settings.model.source == "train":
     )
     pulumi.export(outputs.TRAINING_JOB_NAME, training.training_job_name)
 
+registry_reader: SageMakerReader | None = None
+if settings.model.source == "registry":
+    import boto3  # the registry has no pulumi-aws data source: read it once, here (components/registry_source.py)
+
+    registry_reader = cast(SageMakerReader, boto3.client("sagemaker", region_name=settings.project.region))
 model = resolve_model_artifacts(
     name,
     settings.model,
     training=training,
     serving_image=image_in_use("serving", serving_image) if serving_image else None,
     opts=opts,
+    registry=registry_reader,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
 
@@ -283,6 +301,36 @@ if serves_sagemaker:
     pulumi.export(outputs.DASHBOARD_URL, observability.dashboard_url)
     pulumi.export(outputs.MONITOR_SCHEDULE_NAME, monitor.schedule_name)
     pulumi.export(outputs.MONITOR_REPORTS_URI, monitor.reports_uri)
+
+# --- model lifecycle: training pipeline and model registry (docs/lifecycle.md) ------------------------------
+if settings.lifecycle.enabled:
+    registry = ModelRegistry(
+        f"{name}-registry",
+        {
+            "group_name": name,
+            "reader_accounts": settings.lifecycle.registry_reader_accounts,
+            "protect": settings.project.protect,
+        },
+        opts=opts,
+    )
+    lifecycle_training_image = container_image("training", settings.images.training)
+    pipeline_args: TrainingPipelineArgs = {
+        "training_image": image_in_use("training", lifecycle_training_image),
+        "training_repository_arn": lifecycle_training_image.repository_arn,
+        "serving_image": image_in_use("serving", container_image("serving", settings.images.serving)),
+        "data_bucket": store.data_bucket,
+        "model_bucket": store.model_bucket,
+        "kms_key_arn": store.kms_key_arn,
+        "group_name": registry.group_name,
+        "region": settings.project.region,
+        "training": settings.training,
+        "lifecycle": settings.lifecycle,
+    }
+    if serves_sagemaker:
+        pipeline_args["alarm_topic_arn"] = observability.topic_arn  # pyright: ignore[reportPossiblyUnboundVariable]  # serves_sagemaker made it
+        pipeline_args["drift_alarm_name"] = alarm_name(endpoint_name, "drift-violations")
+    TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
+# --- end of the model lifecycle ---------------------------------------------------------------------------
 
 # --- the output contract (components/outputs.py) ----------------------------------------------------------
 pulumi.export(outputs.REGION, settings.project.region)

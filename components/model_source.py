@@ -20,6 +20,7 @@ from components.outputs import (
     MODEL_DATA_URI,
     SERVING_IMAGE,
 )
+from components.registry_source import RegistrySourceError, SageMakerReader, artifacts_of, find_approved_package
 from components.settings import PROJECT, ModelSourceSettings, config_key, image_by_digest, s3_uri
 from components.training import ModelTraining
 
@@ -129,14 +130,30 @@ def resolve_model_artifacts(
     training: ModelTraining | None = None,
     serving_image: pulumi.Input[str] | None = None,
     opts: pulumi.ResourceOptions | None = None,
+    registry: SageMakerReader | None = None,
 ) -> ModelArtifacts:
     """The model to deploy, from the configured source.
 
     `train` takes the files of `training` and the image `serving_image` (both required then); `stack` reads
     the four outputs of `source.stack` through a `StackReference` named `<name>-model-source` (a missing or
     malformed one fails the deployment with a message naming the stack and the output); `pinned` takes the
-    values from the settings (already validated there).
+    values from the settings (already validated there); `registry` reads the Approved version of
+    `source.package_group` through `registry` (a SageMaker client; components/registry_source.py) and refuses
+    a version that is not approved.
     """
+    if source.source == "registry":
+        if registry is None or source.package_group is None:
+            raise ModelSourceError("model source 'registry' needs mlplatform:modelPackageGroup and a SageMaker client")
+        try:
+            found = artifacts_of(find_approved_package(registry, source.package_group, source.package_version))
+        except RegistrySourceError as exc:
+            raise ModelSourceError(str(exc)) from None
+        return ModelArtifacts(
+            model_data_uri=pulumi.Output.from_input(found["model_data_uri"]),
+            baseline_statistics_uri=pulumi.Output.from_input(found["baseline_statistics_uri"]),
+            baseline_constraints_uri=pulumi.Output.from_input(found["baseline_constraints_uri"]),
+            serving_image=pulumi.Output.from_input(found["serving_image"]),
+        )
     if source.source == "train":
         if training is None or serving_image is None:
             raise ModelSourceError(

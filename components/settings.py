@@ -265,8 +265,9 @@ class ModelSourceSettings(_Section):
 
     prefix: ClassVar[str] = "model"
 
-    source: Literal["train", "stack", "pinned"] = "train"
-    """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below."""
+    source: Literal["train", "stack", "pinned", "registry"] = "train"
+    """`train`: this stack's training job; `stack`: another stack's outputs; `pinned`: the URIs below;
+    `registry`: an Approved version of a model package group (docs/lifecycle.md)."""
     stack: str | None = None
     """Fully qualified stack to promote from (`org/mlplatform/dev`) when the source is `stack`."""
     data_uri: S3Uri | None = None
@@ -277,9 +278,15 @@ class ModelSourceSettings(_Section):
     """Pinned baseline constraints.json URI (source `pinned`)."""
     serving_image: ImageByDigest | None = None
     """Pinned serving image by digest (source `pinned`)."""
+    package_group: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")] | None = None
+    """Model package group to deploy from (source `registry`), e.g. `mlplatform-dev`."""
+    package_version: Annotated[int, Field(ge=1)] | None = None
+    """Approved version to deploy (source `registry`); unset: the latest approved (not allowed in prod)."""
 
     @model_validator(mode="after")
     def _rules(self) -> ModelSourceSettings:
+        if self.source == "registry" and self.package_group is None:
+            raise ValueError("model source 'registry' needs mlplatform:modelPackageGroup (the model package group)")
         if self.source == "stack":
             if not self.stack or not _STACK_REF.match(self.stack):
                 raise ValueError("mlplatform:modelStack must name the stack to promote from, e.g. 'org/mlplatform/dev'")
@@ -803,7 +810,7 @@ def kubernetes_errors(
         ]
         if missing:
             errors.append(f"mlplatform:kubernetesModelDelivery s3 needs {', '.join(missing)}")
-    elif model.source in ("train", "stack"):
+    elif model.source in ("train", "stack", "registry"):
         # The serving image this stack builds (or promotes) holds the server, not the model: with nothing to
         # load, the server exits ("manifest.json is missing") and the pods crash-loop.
         errors.append(
@@ -892,6 +899,59 @@ def kubernetes_errors(
     return errors
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class LifecycleSettings(_Section):
+    """The model lifecycle (components/pipeline.py, components/registry.py): a training pipeline, a model
+    package group and the gate's thresholds. Off by default, so a stack without it plans exactly as before."""
+
+    prefix: ClassVar[str] = "lifecycle"
+
+    enabled: bool = False
+    """Declare the training pipeline (validate, train, evaluate, gate, register) and the model package group."""
+    processing_instance_type: InstanceType = "ml.m5.large"
+    """Instance type of the pipeline's validate and evaluate steps (CPU is enough)."""
+    max_auc_drop: Fraction = 0.01
+    """Gate: the candidate's AUC may be at most this much below the champion's."""
+    max_accuracy_drop: Fraction = 0.02
+    """Gate: the candidate's accuracy may be at most this much below the champion's."""
+    max_log_loss_increase: Fraction = 0.05
+    """Gate: the candidate's log loss may be at most this much above the champion's."""
+    min_auc: Fraction = 0.5
+    """Gate: the lowest AUC a candidate may have, with or without a champion."""
+    min_accuracy: Fraction = 0.5
+    """Gate: the lowest accuracy a candidate may have, with or without a champion."""
+    sensitive_attribute: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Gate: column of the held-out data to compute fairness over (unset: no fairness checks)."""
+    positive_class: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Gate: the favourable class for fairness (unset: the last class of the model)."""
+    max_demographic_parity_difference: Fraction = 0.2
+    """Gate: the largest allowed difference between groups' rates of predicting the positive class."""
+    max_equal_opportunity_difference: Fraction = 0.2
+    """Gate: the largest allowed difference between groups' true positive rates."""
+    max_drift_distance: Fraction | None = None
+    """Validation: drift distance allowed per feature against the champion (unset: the baseline constraints')."""
+    champion_model_data_url: S3Uri | None = None
+    """S3 prefix of the approved model the pipeline compares against (unset: none yet; a start can override it)."""
+    schedule: Annotated[str, Field(pattern=r"^(rate|cron)\(.+\)$")] | None = None
+    """EventBridge Scheduler expression that starts the pipeline, e.g. `cron(0 3 ? * MON *)` (unset: none)."""
+    retrain_on_drift: Literal["off", "retrain"] = "off"
+    """`retrain`: the drift-violations alarm going to ALARM starts the pipeline (needs mlplatform:monitorBackend
+    pipeline, whose alarm it is); `off`: the alarm only notifies."""
+    registry_reader_accounts: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(default_factory=list)
+    """AWS accounts (a prod account) allowed to read and deploy this stack's model package versions."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> LifecycleSettings:
+        if self.champion_model_data_url is not None and not self.champion_model_data_url.endswith("/"):
+            raise ValueError(
+                "mlplatform:lifecycleChampionModelDataUrl must be the S3 prefix of the model files ending with '/', "
+                f"got {self.champion_model_data_url!r}"
+            )
+        return self
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "project": ProjectSettings,
     "storage": StorageSettings,
@@ -907,6 +967,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "policy": PolicySettings,
     "serving": ServingSettings,
     "kubernetes": KubernetesSettings,
+    "lifecycle": LifecycleSettings,
 }
 
 
@@ -930,6 +991,7 @@ class StackSettings(BaseModel):
     policy: PolicySettings
     serving: ServingSettings
     kubernetes: KubernetesSettings
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> StackSettings:
@@ -948,6 +1010,22 @@ class StackSettings(BaseModel):
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
         errors += kubernetes_errors(self.serving, self.kubernetes, self.model, self.stack)
+        if self.model.source == "registry" and self.is_prod and self.model.package_version is None:
+            errors.append(
+                "mlplatform:modelSource registry in a prod environment needs mlplatform:modelPackageVersion: prod "
+                "deploys a pinned, reviewed version, never whatever was approved last"
+            )
+        if self.lifecycle.enabled and self.images.training is None and not self.images.build:
+            errors.append(
+                "mlplatform:lifecycleEnabled needs a training image: build images or set mlplatform:imagesTraining"
+            )
+        if self.lifecycle.retrain_on_drift == "retrain" and (
+            not self.lifecycle.enabled or self.monitoring.backend != "pipeline"
+        ):
+            errors.append(
+                "mlplatform:lifecycleRetrainOnDrift retrain needs mlplatform:lifecycleEnabled true and "
+                "mlplatform:monitorBackend pipeline (the drift-violations alarm it listens to)"
+            )
         if errors:
             raise ValueError("; ".join(errors))
         return self

@@ -78,6 +78,56 @@ def test_every_stage_prints_one_progress_line_in_order(lifecycle: Run) -> None:
     ]
 
 
+def test_first_run_validates_gates_without_champion_and_registers_pending(lifecycle: Run) -> None:
+    lc = lifecycle.summary["lifecycle"]
+    assert lc["champion"] is None
+    assert lc["validation"]["passed"] is True
+    assert lc["validation"]["baseline"] is None  # nothing approved yet: file and row checks only
+    assert lc["gate"]["decision"] == "pass"
+    assert lc["gate"]["champion"] is None
+    assert "no approved champion" in lc["gate"]["note"]
+    assert lc["register"] == {
+        "registered": True,
+        "group": "mlplatform-local",
+        "version": 1,
+        "status": "PendingManualApproval",
+        "approve": "python -m tools.local.registry approve --version 1",
+    }
+    record = json.loads((lifecycle.out / "registry" / "mlplatform-local" / "1" / "package.json").read_text())
+    assert record["ModelApprovalStatus"] == "PendingManualApproval"
+    manifest = json.loads((lifecycle.out / "ml" / "model" / "manifest.json").read_text())
+    assert record["CustomerMetadataProperties"]["data_fingerprint"] == manifest["data_fingerprint"]
+    assert "gate     pass" in lifecycle.stdout
+
+
+def test_approved_version_is_the_next_runs_champion(lifecycle: Run, tmp_path: Path) -> None:
+    out = tmp_path / "second"
+    shutil.copytree(lifecycle.out / "registry", out / "registry")
+    approve = [
+        sys.executable,
+        "-m",
+        "tools.local.registry",
+        "approve",
+        "--version",
+        "1",
+        "--root",
+        str(out / "registry"),
+    ]
+    subprocess.run(approve, cwd=REPO, check=True, capture_output=True, timeout=60)
+    run = run_local(out, "--epochs", str(EPOCHS), "--rows", str(ROWS), "--workers", "1", "--concurrency", "2")
+    assert run.returncode == 0, run.stderr
+    lc = run.summary["lifecycle"]
+    assert lc["champion"]["version"] == 1
+    assert lc["validation"]["baseline"].endswith("champion/baseline")
+    assert lc["gate"]["champion_version"] == 1
+    assert lc["gate"]["champion"]["auc"] == pytest.approx(lifecycle.summary["lifecycle"]["gate"]["candidate"]["auc"])
+    assert {c["check"] for c in lc["gate"]["checks"]} >= {"auc_drop", "accuracy_drop", "log_loss_increase"}
+    # Same data, seed and epochs: the candidate equals the champion, within every tolerance.
+    assert lc["gate"]["decision"] == "pass"
+    assert lc["register"]["version"] == 2
+    assert "vs champion v1" in run.stdout
+
+
 def test_normal_phase_has_no_violation(lifecycle: Run) -> None:
     normal = lifecycle.summary["monitor"]["normal"]
     assert normal["violation_count"] == 0

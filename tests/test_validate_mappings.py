@@ -597,6 +597,37 @@ EXAMPLES: dict[str, Example] = {
         "monitoringScheduleConfig.monitoringType",
         "one of DataQuality, ModelQuality",
     ),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        {"modelPackageGroupName": "mlplatform-dev", "modelPackageGroupDescription": "Versions of the dev model"},
+        _set("modelPackageGroupName", "mlplatform_dev"),
+        "modelPackageGroupName",
+        "matching",
+    ),
+    "aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy": (
+        {
+            "modelPackageGroupName": "mlplatform-dev",
+            "resourcePolicy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ReadModelVersions",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": ["arn:aws:iam::444455556666:root"]},
+                            "Action": ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"],
+                            "Resource": [
+                                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/mlplatform-dev",
+                                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/mlplatform-dev/*",
+                            ],
+                        }
+                    ],
+                }
+            ),
+        },
+        _set("modelPackageGroupName", "mlplatform dev"),
+        "modelPackageGroupName",
+        "matching",
+    ),
     "aws:sagemaker/pipeline:Pipeline": (
         {
             "pipelineName": "mlplatform-dev-monitor",

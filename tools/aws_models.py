@@ -876,6 +876,13 @@ MAPPINGS: dict[str, ResourceMapping] = {
         provided={"JobDefinitionName": "CloudFormation generates a name when the property is unset"},
         tags=None,
     ),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ResourceMapping("sagemaker", "CreateModelPackageGroup"),
+    "aws:sagemaker/modelPackageGroupPolicy:ModelPackageGroupPolicy": ResourceMapping(
+        "sagemaker",
+        "PutModelPackageGroupPolicy",
+        policies={"resourcePolicy": "resource"},
+        tags=None,
+    ),
     "aws:sagemaker/pipeline:Pipeline": ResourceMapping(
         "sagemaker",
         "CreatePipeline",

@@ -86,8 +86,16 @@ class PlatformMocks(pulumi.runtime.Mocks):
             object_id = "/".join(str(p) for p in (metadata.get("namespace"), metadata["name"]) if p)
             return object_id, {**inputs, "metadata": metadata}
         module = typ.split(":")[1].split("/")[0]
-        # SageMaker pipelines are named by `pipelineName`; everything else by `name` or an auto name.
-        physical = inputs.get("name") or inputs.get("pipelineName") or f"{name}-{_suffix(typ, name)}"
+        # SageMaker pipelines are named by `pipelineName` and model package groups (and their policies) by
+        # `modelPackageGroupName`: the provider's id is that name (terraform-provider-aws
+        # internal/service/sagemaker/pipeline.go and model_package_group.go, `d.SetId(name)` after Create).
+        # Everything else by `name` or an auto name.
+        physical = (
+            inputs.get("name")
+            or inputs.get("pipelineName")
+            or inputs.get("modelPackageGroupName")
+            or f"{name}-{_suffix(typ, name)}"
+        )
         state: dict[str, Any] = {**inputs, "id": physical}
         arn_prefix = f"arn:aws:{module}:{self.region}:{MOCK_ACCOUNT_ID}"
         kind = typ.rsplit(":", 1)[-1]

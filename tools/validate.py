@@ -862,6 +862,9 @@ _STEP_REQUESTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Training": ("CreateTrainingJob", ("TrainingJobName",)),
     "Transform": ("CreateTransformJob", ("TransformJobName",)),
     "CreateModel": ("CreateModel", ("ModelName",)),
+    # A RegisterModel step's Arguments are a CreateModelPackage request (the sagemaker SDK's
+    # workflow/_RegisterModelStep builds them with Model.register's request dict).
+    "RegisterModel": ("CreateModelPackage", ()),
 }
 _STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 _PARAMETER_TYPES = ("String", "Integer", "Float", "Boolean")
@@ -890,11 +893,23 @@ def _pipeline_definition(res: _Resource, document: Any, path: str) -> None:
     if not isinstance(steps, list) or not steps:
         res.fail(f"{path} Steps", steps, "a non-empty list of steps", _PIPELINE_SOURCE)
         return
-    names = [s.get("Name") for s in steps if isinstance(s, dict)]
+    # A Condition step holds its branches' steps (Arguments.IfSteps / ElseSteps): they are steps of the run too.
+    located: list[tuple[str, Any]] = []
+
+    def collect(items: list[Any], where: str) -> None:
+        for i, step in enumerate(items):
+            located.append((f"{where}[{i}]", step))
+            arguments = step.get("Arguments") if isinstance(step, dict) else None
+            if isinstance(step, dict) and step.get("Type") == "Condition" and isinstance(arguments, dict):
+                for branch in ("IfSteps", "ElseSteps"):
+                    if isinstance(arguments.get(branch), list):
+                        collect(arguments[branch], f"{where}[{i}].Arguments.{branch}")
+
+    collect(steps, f"{path} Steps")
+    names = [s.get("Name") for _, s in located if isinstance(s, dict)]
     if len(set(map(str, names))) != len(names):
         res.fail(f"{path} Steps[].Name", names, "a different name for every step", _PIPELINE_SOURCE)
-    for i, step in enumerate(steps):
-        at = f"{path} Steps[{i}]"
+    for at, step in located:
         if not isinstance(step, dict) or not _STEP_NAME.fullmatch(str(step.get("Name", ""))):
             res.fail(f"{at}.Name", (step or {}).get("Name"), "1-64 letters, digits, - and _", _PIPELINE_SOURCE)
             continue

@@ -1,4 +1,5 @@
-"""Command line: `train` (what SageMaker runs), `demo-data` and `synthetic` (local layouts to train on).
+"""Command line: `train` (what SageMaker runs), `demo-data` and `synthetic` (local layouts to train on), and the
+lifecycle's `validate` and `evaluate` steps (training/steps.py).
 
 `train` decides how the job runs on this host: one process on the CPU or a single GPU, else one process per
 GPU (and per host) started by torchrun's launcher, as SageMaker's own PyTorch toolkit does
@@ -276,6 +277,9 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--categorical", type=int, default=3)
     synthetic.add_argument("--classes", type=int, default=2)
     synthetic.add_argument("--seed", type=int, default=0)
+    from training.steps import add_parsers
+
+    add_parsers(sub)  # validate, evaluate: the lifecycle's steps around training (training/steps.py)
     return parser
 
 
@@ -286,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("training").setLevel(logging.INFO)
     args = _parser().parse_args(argv)
+    if args.command in ("validate", "evaluate"):
+        from training.steps import run
+
+        return run(args)
     ml = MLRoot(args.ml_root)
     if args.command == "train":
         return train_command(ml)

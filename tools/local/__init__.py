@@ -7,8 +7,15 @@ Stages, each announced by a progress line (`==> [i/n] stage: ...`) and timed:
    (`images` follows with `--containers`: the three images built with buildah, see `runners.py`.)
 2. `data`: `python -m training demo-data` lays out the breast cancer demo (455 training rows, 114 held out,
    stratified) as SageMaker's channels under `ml/input/`; `--epochs` overrides the epochs hyperparameter.
+   `validate`: `python -m training validate` checks the new data: files, header, rows, and against the
+   baseline of the latest *Approved* version of the local registry (`registry/`, kept between runs) with the
+   monitor's checks; a violation stops the run naming file, row, column and check (tools/local/model_lifecycle.py).
 3. `training`: `python -m training train` (CUDA when present, else CPU) writes `ml/model/`: the ONNX graphs,
    manifest, `evaluation.json` and the drift baseline (`baseline/statistics.json`, `constraints.json`).
+   `evaluate`, `gate`, `register`: `python -m training evaluate` scores the candidate and that champion on
+   the same held-out rows and writes `ml/output/gate.json`; the gate's decision and its checks are printed
+   and in the report; a passing candidate becomes a `PendingManualApproval` version of `registry/`
+   (`python -m tools.local.registry approve --version N` makes it the next run's champion).
 4. `serving`: `python -m serving serve` on 127.0.0.1 and a free port; ready when `/ping` answers 200
    (bounded by `--ping-timeout`).
 5. `replay`: the held-out rows (label removed) as CSV requests, a normal phase then a drifted one (+3 std on

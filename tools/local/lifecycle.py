@@ -21,9 +21,11 @@ from types import FrameType
 from typing import Any
 
 from monitoring.capture import TimeWindow, parse_time
+from tools.local import model_lifecycle as lifecycle_mod
 from tools.local import quality as quality_mod
 from tools.local import replay as replay_mod
 from tools.local import report as report_mod
+from tools.local.registry import Registry
 from tools.local.runners import REPO, ContainerRunner, LocalRunner, Runner, RunnerError, port_is_closed, wait_for_ping
 
 DEFAULT_OUT = REPO / "build" / "local"
@@ -33,6 +35,7 @@ MONITOR_DIR = "monitor"
 QUALITY_DIR = "quality"
 LOG_DIR = "logs"
 PLAN_DIR = "plan"
+REGISTRY_DIR = "registry"  # kept between runs: the approved version is the next run's champion
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 GENERATED = (ML_DIR, CAPTURE_DIR, MONITOR_DIR, QUALITY_DIR, LOG_DIR, PLAN_DIR, SUMMARY_FILE, REPORT_FILE, "report.png")
@@ -102,7 +105,15 @@ class Progress:
             raise
         except KeyboardInterrupt:
             raise
-        except (RunnerError, replay_mod.ReplayError, ValueError, OSError, KeyError, subprocess.SubprocessError) as exc:
+        except (
+            RunnerError,
+            replay_mod.ReplayError,
+            lifecycle_mod.StepFailed,
+            ValueError,
+            OSError,
+            KeyError,
+            subprocess.SubprocessError,
+        ) as exc:
             raise StageFailed(name, str(exc)) from exc
         except Exception as exc:  # anything else is still this stage's failure, named as such
             raise StageFailed(name, f"{type(exc).__name__}: {exc}") from exc
@@ -115,7 +126,20 @@ def stage_names(options: Options) -> list[str]:
     names = ["environment"]
     if options.containers:
         names.append("images")
-    names += ["data", "training", "serving", "replay", "monitor", "quality", "plan", "report"]
+    names += [
+        "data",
+        "validate",
+        "training",
+        "evaluate",
+        "gate",
+        "register",
+        "serving",
+        "replay",
+        "monitor",
+        "quality",
+        "plan",
+        "report",
+    ]
     return names
 
 
@@ -214,6 +238,19 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         note["result"] = f"{train_rows} training rows, {held_out} held-out rows -> {_relative(ml / 'input')}"
         summary["data"] = {"train_rows": train_rows, "held_out_rows": held_out, "hyperparameters": hyperparameters}
 
+    registry = Registry(out / REGISTRY_DIR)
+    with progress.stage("validate", "check the new training data (against the approved champion's baseline)") as note:
+        champion = lifecycle_mod.champion(registry, ml)
+        report = lifecycle_mod.validate(
+            runner, ml, champion, str(hyperparameters.get("target", "label")), logs / "validate.log"
+        )
+        summary["lifecycle"] = {
+            "champion": champion,
+            "validation": {k: report[k] for k in ("passed", "files", "rows", "baseline", "drift_threshold")},
+        }
+        against = f"champion version {champion['version']}'s baseline" if champion else "no champion yet"
+        note["result"] = f"{report['rows']} rows passed (schema, rows, statistics; {against})"
+
     with progress.stage(
         "training", f"train ({hyperparameters.get('epochs', '?')} epochs, device auto: GPU when present)"
     ) as note:
@@ -232,6 +269,38 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
                 f"{m['validation_rows']} validation rows; {m['epochs_run']} epochs on {m['device']} "
                 f"-> {_relative(model_dir)}"
             )
+
+    if options.model_dir is None:
+        with progress.stage("evaluate", "score candidate and champion on the same held-out rows") as note:
+            record = lifecycle_mod.evaluate(runner, ml, champion, logs / "evaluate.log")
+            gate = lifecycle_mod.gate_summary(record, champion)
+            summary["lifecycle"]["gate"] = gate
+            versus = (
+                f" vs champion {gate['champion']['auc']:.4f} (version {champion['version']})"
+                if champion and gate["champion"]
+                else " (no champion)"
+            )
+            note["result"] = f"candidate AUC {gate['candidate']['auc']:.4f}{versus}"
+        with progress.stage("gate", "the candidate must not be worse than the champion beyond the thresholds") as note:
+            failed = ", ".join(gate["failed_checks"])
+            note["result"] = (
+                f"{gate['decision']}"
+                + (f" (failed {failed})" if failed else "")
+                + (f"; {gate['note']}" if gate["note"] else "")
+            )
+        with progress.stage("register", f"register a passing candidate in {_relative(out / REGISTRY_DIR)}") as note:
+            image = runner.tags.get("serving", "local") if isinstance(runner, ContainerRunner) else "local"
+            registered = lifecycle_mod.register(registry, ml, record, image)
+            summary["lifecycle"]["register"] = registered
+            note["result"] = (
+                f"version {registered['version']} {registered['status']}; approve: {registered['approve']}"
+                if registered["registered"]
+                else f"not registered ({registered['why']})"
+            )
+    else:
+        for name in ("evaluate", "gate", "register"):
+            with progress.stage(name, "skipped: --model-dir serves a given model") as note:
+                note["result"] = "skipped"
 
     capture_root = out / CAPTURE_DIR
     port = free_port()
@@ -462,6 +531,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"log loss {fp32.get('log_loss', math.nan):.4f}; int8 AUC {int8.get('auc', math.nan):.4f}; "
         f"{model['epochs_run']} epochs on {model['device']}",
     ]
+    lines += lifecycle_lines(summary.get("lifecycle", {}))
     for phase, r in summary["replay"]["phases"].items():
         lines.append(
             f"  replay   {phase}: {r['requests']} requests, p50 {r['latency_ms']['p50']} ms, "
@@ -490,6 +560,37 @@ def print_summary(summary: dict[str, Any]) -> None:
     lines.append(f"  report   {summary['report']}")
     lines.append(f"  total    {summary['total_seconds']} s")
     print("\n".join(lines), flush=True)
+
+
+def lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
+    """validate -> train -> evaluate -> gate -> register, one line each where the step ran."""
+    lines: list[str] = []
+    validation = lifecycle.get("validation")
+    if validation:
+        against = lifecycle["champion"]["version"] if lifecycle.get("champion") else None
+        lines.append(
+            f"  validate {validation['rows']} rows passed"
+            + (f" against champion version {against}'s baseline" if against else " (no champion: file checks only)")
+        )
+    gate = lifecycle.get("gate")
+    if gate:
+        cand, champ = gate["candidate"], gate["champion"]
+        versus = (
+            f" vs champion v{gate['champion_version']} AUC {champ['auc']:.4f}, accuracy {champ['accuracy']:.4f}"
+            if champ
+            else " (no champion)"
+        )
+        lines.append(f"  evaluate candidate AUC {cand['auc']:.4f}, accuracy {cand['accuracy']:.4f}{versus}")
+        failed = ", ".join(gate["failed_checks"])
+        lines.append(f"  gate     {gate['decision']}" + (f" (failed {failed})" if failed else ""))
+    registered = lifecycle.get("register")
+    if registered:
+        lines.append(
+            f"  register version {registered['version']} {registered['status']} ({registered['approve']})"
+            if registered["registered"]
+            else f"  register not registered: {registered['why']}"
+        )
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:

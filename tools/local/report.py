@@ -106,6 +106,40 @@ def render(
         f"{phase_body(text, 'quality-' + s)}</section>"
         for s, text in quality_texts.items()
     )
+    lifecycle = summary.get("lifecycle", {})
+    gate = lifecycle.get("gate") or {}
+    gate_rows = [
+        [
+            c["check"],
+            "n/a" if c["value"] is None else f"{c['value']:.4f}",
+            c["limit"],
+            "yes" if c["passed"] else "NO",
+        ]
+        for c in gate.get("checks", [])
+    ]
+    champion = gate.get("champion")
+    comparison_rows: list[list[object]] = [
+        [name, *(f"{m[k]:.4f}" if m and m.get(k) is not None else "-" for k in ("auc", "accuracy", "log_loss"))]
+        for name, m in (("candidate", gate.get("candidate")), (f"champion v{gate.get('champion_version')}", champion))
+        if m
+    ]
+    registered = lifecycle.get("register") or {}
+    register_text = (
+        f"registered as version {registered.get('version')} ({registered.get('status')}); approve with "
+        f"<code>{_esc(registered.get('approve'))}</code>"
+        if registered.get("registered")
+        else f"not registered: {_esc(registered.get('why', 'the step did not run'))}"
+    )
+    lifecycle_section = (
+        f"""<h2>Lifecycle: validate, train, evaluate, gate, register</h2>
+<p>Validation: {_esc((lifecycle.get("validation") or {}).get("rows", "?"))} rows passed. Gate decision:
+<strong>{_esc(gate.get("decision", "?"))}</strong>{"; " + _esc(gate["note"]) if gate.get("note") else ""}.
+The candidate is {register_text}.</p>
+{_table(["model (same held-out rows)", "AUC", "accuracy", "log loss"], comparison_rows)}
+{_table(["gate check", "value", "limit", "passed"], gate_rows)}"""
+        if gate
+        else ""
+    )
     plan = summary.get("plan", {})
     plan_items = "".join(f"<li>{n} <code>{_esc(t)}</code></li>" for t, n in plan.get("by_type", {}).items())
     shift = summary.get("replay", {}).get("shift", {})
@@ -127,6 +161,7 @@ ul.plan {{ columns: 3; font-size: 0.85em; }}
 for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoch", "?"))}).</p>
 <h2>Model (validation split)</h2>
 {_table(["graph", "AUC", "accuracy", "log loss"], metric_rows)}
+{lifecycle_section}
 <h2>Replay</h2>
 <p>Drifted phase: +{_esc(shift.get("std", ""))} training std on {_esc(", ".join(shift.get("features", [])))}.</p>
 {_table(["phase", "requests", "errors", "p50 ms", "p99 ms", "requests/s", "predicted labels"], replay_rows)}

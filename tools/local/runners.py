@@ -58,6 +58,11 @@ class Runner(Protocol):
 
     def train(self, ml_root: Path, log_path: Path) -> None: ...
 
+    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
+        """`python -m training <args>` (validate, evaluate) with `ml_root` as /opt/ml; `args` name container
+        paths under /opt/ml. Returns the exit status (these steps report a verdict by status)."""
+        ...
+
     def serve(self, model_dir: Path, port: int, workers: int, log_path: Path) -> contextlib.AbstractContextManager[Any]:
         """A context manager: the server runs inside it and is stopped (its whole process group) on exit."""
         ...
@@ -93,8 +98,11 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_
         proc.wait(timeout=5)
 
 
-def run_logged(argv: Sequence[str], log_path: Path, env: Mapping[str, str], what: str, timeout: float) -> None:
-    """Run a command to completion in its own process group, output to `log_path`; raise RunnerError on failure."""
+def run_logged(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str], what: str, timeout: float, *, check: bool = True
+) -> int:
+    """Run a command to completion in its own process group, output to `log_path`; raise RunnerError on failure
+    (with `check=False` a non-zero status is returned instead; a timeout is always an error)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"$ {shlex.join(argv)}\n".encode())
@@ -110,8 +118,9 @@ def run_logged(argv: Sequence[str], log_path: Path, env: Mapping[str, str], what
             ) from None
         finally:
             stop_process_group(proc, grace=5)
-    if code != 0:
+    if code != 0 and check:
         raise RunnerError(f"{what} exited with status {code} (log {log_path}):\n{log_tail(log_path)}")
+    return code
 
 
 @dataclass
@@ -143,6 +152,10 @@ class LocalRunner:
             "training",
             self.train_timeout,
         )
+
+    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
+        argv = [self.python, "-m", "training", *(_map_path(a, {"/opt/ml": ml_root}) for a in args)]
+        return run_logged(argv, log_path, child_env(), f"training {args[0]}", self.train_timeout, check=False)
 
     @contextlib.contextmanager
     def serve(self, model_dir: Path, port: int, workers: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -259,7 +272,12 @@ class ContainerRunner:
     def train(self, ml_root: Path, log_path: Path) -> None:
         self._run("training", ["train"], ml_root, log_path, self.train_timeout)
 
-    def _run(self, name: str, args: list[str], ml_root: Path, log_path: Path, timeout: float) -> None:
+    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
+        return self._run("training", list(args), ml_root, log_path, self.train_timeout, check=False)
+
+    def _run(
+        self, name: str, args: list[str], ml_root: Path, log_path: Path, timeout: float, *, check: bool = True
+    ) -> int:
         from tools import images
 
         argv = [*self._entrypoint(name), *args]
@@ -270,10 +288,11 @@ class ContainerRunner:
         proc = images.run_in_container(self.tags[name], argv, volumes=[f"{ml_root}:/opt/ml"], timeout=timeout)
         with log_path.open("a") as log:
             log.write(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and check:
             raise RunnerError(
                 f"{name} {args[0]} exited with status {proc.returncode} (log {log_path}):\n{log_tail(log_path)}"
             )
+        return proc.returncode
 
     @contextlib.contextmanager
     def serve(self, model_dir: Path, port: int, workers: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:

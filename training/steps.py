@@ -1,0 +1,111 @@
+"""The lifecycle's steps around training, as commands of the training image (`python -m training <step>`).
+
+- `validate`: `training.validate_data` over the ml root's channels, against the champion's baseline folder
+  when one is given; writes the report; exit 1 when a check failed (the run stops there), 2 on an error.
+- `evaluate`: `training.gate` scores the candidate and the champion on the `validation` channel and writes
+  the gate record with the decision; exit 0 whatever the decision (the pipeline's condition step reads
+  `decision` from the record), 1 on an error.
+
+Both keep to the same folder contract locally and in a SageMaker processing job (`--ml-root` holds
+`input/data/<channel>/`; other folders are arguments), and both write their JSON atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from training.errors import TrainingInputError
+
+LOG = logging.getLogger("training")
+OPTIONAL_HELP = (
+    "a champion folder without its files (manifest.json, baseline/statistics.json) means no approved model yet; "
+    "without this flag that is an error"
+)
+
+
+def _optional(path: Path | None, marker: str, enabled: bool) -> Path | None:
+    """`path`, or None where `--optional-champion` is set and the folder lacks `marker` (the pipeline's
+    no-champion prefix holds only a README)."""
+    if path is not None and enabled and not (path / marker).is_file():
+        LOG.info("no approved champion at %s (no %s): checking the candidate on its own", path, marker)
+        return None
+    return path
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from training.gate import GateThresholds
+
+    validate = sub.add_parser("validate", help="check the training data (and against the champion's baseline)")
+    validate.add_argument("--ml-root", type=Path, required=True, help="holds input/data/train (and validation)")
+    validate.add_argument("--target", default="label", help="the label column (default label)")
+    validate.add_argument("--baseline", type=Path, help="the champion's baseline folder (statistics, constraints)")
+    validate.add_argument("--max-drift-distance", type=float, help="override the constraints' drift threshold")
+    validate.add_argument("--report", type=Path, required=True, help="where to write the validation report JSON")
+    validate.add_argument("--optional-champion", action="store_true", help=OPTIONAL_HELP)
+
+    evaluate = sub.add_parser("evaluate", help="score candidate and champion on held-out data; the gate decision")
+    evaluate.add_argument("--ml-root", type=Path, required=True, help="holds input/data/validation")
+    evaluate.add_argument("--candidate", type=Path, required=True, help="the candidate's model directory")
+    evaluate.add_argument("--champion", type=Path, help="the approved model's directory (none: first model)")
+    evaluate.add_argument("--sensitive-attribute", help="column of the held-out data to compute fairness over")
+    evaluate.add_argument("--positive-class", help="the favourable class for fairness (default: the last class)")
+    evaluate.add_argument("--record", type=Path, required=True, help="where to write the gate record JSON")
+    evaluate.add_argument("--optional-champion", action="store_true", help=OPTIONAL_HELP)
+    for f in dataclasses.fields(GateThresholds):
+        evaluate.add_argument(
+            f"--{f.name.replace('_', '-')}", type=float, default=f.default, help=f"gate threshold (default {f.default})"
+        )
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from training.layout import MLRoot
+    from training.validate_data import validate, write_report
+
+    try:
+        baseline = _optional(args.baseline, "statistics.json", args.optional_champion)
+        report = validate(MLRoot(args.ml_root), args.target, baseline, max_drift_distance=args.max_drift_distance)
+    except TrainingInputError as exc:
+        LOG.error("validate: %s", exc)
+        return 2
+    write_report(report, args.report)
+    if not report.passed:
+        LOG.error("validate: the training data failed: %s (report %s)", report.summary(), args.report)
+        return 1
+    LOG.info("validate: %s (report %s)", report.summary(), args.report)
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from training.data import read_channel
+    from training.gate import GateThresholds, decide, evaluate_models, write_record
+    from training.layout import MLRoot
+
+    try:
+        thresholds = GateThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateThresholds)})
+        held_out = read_channel(MLRoot(args.ml_root), "validation")
+        evaluation = evaluate_models(
+            args.candidate,
+            _optional(args.champion, "manifest.json", args.optional_champion),
+            held_out,
+            sensitive_attribute=args.sensitive_attribute,
+            positive_class=args.positive_class,
+        )
+    except TrainingInputError as exc:
+        LOG.error("evaluate: %s", exc)
+        return 1
+    record = decide(evaluation, thresholds)
+    write_record(record, args.record)
+    LOG.info(
+        "evaluate: gate %s%s (record %s)",
+        record["decision"],
+        f", failed {', '.join(record['failed_checks'])}" if record["failed_checks"] else "",
+        args.record,
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return validate_command(args) if args.command == "validate" else evaluate_command(args)
