@@ -568,6 +568,10 @@ def _accept_backlog(acceptor: Acceptor) -> None:
     """Connections the kernel completed before SIGTERM carry requests sent before it: take them all."""
     acceptor.accept(limit=1 << 30, burst=1 << 30)
     acceptor.stop()
+    # Close this process's copy of the listening socket: once the supervisor's and every worker's copy is closed
+    # the kernel refuses new connections at once, instead of completing them into a backlog nobody reads, where
+    # they hang until the client times out or the socket is reset.
+    acceptor.sock.close()
 
 
 def run_worker(

@@ -96,6 +96,11 @@ def serve(settings: ServeSettings) -> int:
             stopping.append(time.monotonic())
             for pid in workers:
                 _signal(pid, signal.SIGTERM)
+            # No worker is started after this, so the supervisor's copy of the listening socket goes now: the
+            # workers close theirs once they took the backlog, and then new connections are refused instead of
+            # hanging in a backlog nobody reads (Kubernetes and SageMaker stop routing to a terminating pod
+            # only eventually).
+            sock.close()
 
     workers: dict[int, int] = {}  # pid -> worker index
     signal.signal(signal.SIGTERM, on_stop)

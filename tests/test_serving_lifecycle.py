@@ -181,3 +181,28 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+def test_after_sigterm_new_connections_are_refused_not_left_hanging(model_dir: Path, tmp_path: Path) -> None:
+    """A listening socket stays open while any process holds it: the kernel then completes new connections
+    into a backlog nobody accepts, and they hang until reset. After SIGTERM the supervisor and each worker (once
+    it took the backlog) close their copies; an idle keep-alive connection keeps the worker draining meanwhile."""
+    import socket
+
+    server = ServerProcess(model_dir, tmp_path / "log", env={"MLPLATFORM_SERVING_DRAIN_GRACE_S": "6"})
+    server.wait_until(200)
+    idle = server.connection(timeout=10)
+    idle.request("GET", "/ping")
+    idle.getresponse().read()
+    server.process.send_signal(15)
+    time.sleep(1.5)
+    assert server.process.poll() is None  # still draining the idle connection
+    probe = socket.socket()
+    probe.settimeout(3)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", server.port))
+    finally:
+        probe.close()
+        idle.close()
+        assert server.terminate() == 0
