@@ -5,6 +5,7 @@ import pulumi_aws as aws
 
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
+from components.endpoint_live import read_live_endpoint
 from components.images import ContainerImage
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
@@ -210,6 +211,10 @@ if serves_sagemaker:
             "protect": settings.project.protect,
             "previous_instance_type": previous.get_output(outputs.ENDPOINT_INSTANCE_TYPE),
             "previous_autoscaling_enabled": previous.get_output(outputs.ENDPOINT_AUTOSCALING_ENABLED),
+            # What AWS holds now: a rollout starts at the live desired count, the live model stays readable.
+            "live_endpoint": read_live_endpoint(endpoint_name, VARIANT_NAME, settings.project.region),
+            "previous_rollout_fingerprint": previous.get_output(outputs.ENDPOINT_ROLLOUT_FINGERPRINT),
+            "previous_rollout_start_count": previous.get_output(outputs.ENDPOINT_ROLLOUT_START_COUNT),
         },
         opts=opts,
     )
@@ -238,6 +243,8 @@ if serves_sagemaker:
     pulumi.export(outputs.ENDPOINT_VARIANT_NAME, endpoint.variant_name)
     pulumi.export(outputs.ENDPOINT_INSTANCE_TYPE, endpoint.instance_type)
     pulumi.export(outputs.ENDPOINT_AUTOSCALING_ENABLED, endpoint.autoscaling_enabled)
+    pulumi.export(outputs.ENDPOINT_ROLLOUT_FINGERPRINT, endpoint.rollout_fingerprint)
+    pulumi.export(outputs.ENDPOINT_ROLLOUT_START_COUNT, endpoint.rollout_start_count)
     pulumi.export(outputs.ENDPOINT_ROLE_ARN, endpoint.execution_role_arn)
     pulumi.export(outputs.INVOKE_POLICY_ARN, endpoint.invoke_policy_arn)
     pulumi.export(outputs.ROLLBACK_ALARM_NAMES, endpoint.rollback_alarm_names)

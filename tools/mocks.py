@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +60,18 @@ def urn_to_ref(urn: str) -> str:
 class PlatformMocks(pulumi.runtime.Mocks):
     """Fills the outputs a real provider computes (arn, id, name, bucket, digest...) and answers invokes."""
 
-    def __init__(self, region: str = MOCK_REGION, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        region: str = MOCK_REGION,
+        stack_outputs: dict[str, dict[str, Any]] | None = None,
+        namer: Callable[[str, str, dict[str, Any]], str | None] | None = None,
+    ) -> None:
         self.region = region
         # Outputs of other stacks, answered to `StackReference`s by fully qualified stack name.
         self.stack_outputs = stack_outputs or {}
+        # (type, logical name, inputs) -> the physical name of an auto-named resource, or None for the default:
+        # the lifecycle harness (tests/lifecycle.py) names a replaced resource anew, as Pulumi's auto-naming does.
+        self.namer = namer
 
     # --- resources -----------------------------------------------------------------------------------------
 
@@ -82,7 +91,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return object_id, {**inputs, "metadata": metadata}
         module = typ.split(":")[1].split("/")[0]
         # SageMaker pipelines are named by `pipelineName`; everything else by `name` or an auto name.
-        physical = inputs.get("name") or inputs.get("pipelineName") or f"{name}-{_suffix(typ, name)}"
+        physical = (
+            inputs.get("name")
+            or inputs.get("pipelineName")
+            or (self.namer(typ, name, inputs) if self.namer else None)
+            or f"{name}-{_suffix(typ, name)}"
+        )
         state: dict[str, Any] = {**inputs, "id": physical}
         arn_prefix = f"arn:aws:{module}:{self.region}:{MOCK_ACCOUNT_ID}"
         kind = typ.rsplit(":", 1)[-1]
