@@ -1,5 +1,7 @@
 """mlplatform: reads the stack settings, wires the components together and exports the stack outputs."""
 
+import dataclasses
+
 import pulumi
 import pulumi_aws as aws
 
@@ -18,6 +20,7 @@ from components.monitoring import (
 )
 from components.observability import EndpointObservability, EndpointObservabilityArgs
 from components.policy_context import PolicyContext
+from components.promotion import PromotedModelFiles
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
 from components.training import ModelTraining
@@ -119,6 +122,25 @@ model = resolve_model_artifacts(
     opts=opts,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
+if settings.model.source != "train" and settings.model.copy_artifacts:
+    # Prod owns what it serves: the promoted files are copied into its own bucket (kept for every version).
+    promoted = PromotedModelFiles(
+        f"{name}-promoted",
+        {
+            "model_data_uri": model.model_data_uri,
+            "baseline_statistics_uri": model.baseline_statistics_uri,
+            "baseline_constraints_uri": model.baseline_constraints_uri,
+            "bucket": store.model_bucket,
+            "kms_key_arn": store.kms_key_arn,
+        },
+        opts=opts,
+    )
+    model = dataclasses.replace(
+        model,
+        model_data_uri=promoted.model_data_uri,
+        baseline_statistics_uri=promoted.baseline_statistics_uri,
+        baseline_constraints_uri=promoted.baseline_constraints_uri,
+    )
 
 # --- Kubernetes serving target ----------------------------------------------------------------------------
 # The same serving image on an existing cluster (docs/kubernetes.md), beside or instead of the SageMaker endpoint.

@@ -254,6 +254,9 @@ class ModelSourceSettings(_Section):
     """Pinned baseline constraints.json URI (source `pinned`)."""
     serving_image: ImageByDigest | None = None
     """Pinned serving image by digest (source `pinned`)."""
+    copy_artifacts: bool = True
+    """Copy a promoted model's files (source `stack` or `pinned`) into this stack's model bucket and serve them from
+    there, so this stack keeps serving, scaling and rolling back when the source stack's bucket is gone."""
 
     @model_validator(mode="after")
     def _rules(self) -> ModelSourceSettings:

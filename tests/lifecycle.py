@@ -49,6 +49,10 @@ E1  An ECR lifecycle rule `imageCountMoreThan N` expires the oldest images beyon
     Source: Amazon ECR user guide, "Lifecycle policy parameters".
 B1  A bucket with `force_destroy` is emptied and deleted on destroy.
     Source: terraform-provider-aws `internal/service/s3/bucket.go`, `force_destroy`.
+B2  An object copy is a server-side CopyObject of an existing source object; a new `key`/`source` copies again and
+    `retain_on_delete` keeps the old copy.
+    Source: terraform-provider-aws `internal/service/s3/object_copy.go`, `resourceObjectCopyUpdate`; S3 API
+    reference, `CopyObject`.
 
 Not modelled: KMS grants (decrypt is checked only as part of the same role policy, not key policies), traffic and
 alarms themselves (a step says whether SageMaker rolls back), timings, capacity limits, instance-level failures
@@ -67,6 +71,7 @@ from typing import Any
 from components import outputs
 from components.endpoint import VARIANT_NAME
 from components.endpoint_live import LiveEndpoint
+from components.promotion import BASELINE_CONSTRAINTS, BASELINE_STATISTICS, MODEL_FILES
 from tools.example_outputs import dev_outputs
 from tools.mocks import MOCK_ACCOUNT_ID, MOCK_REGION
 from tools.plan import Plan, run_program, stack_config
@@ -76,6 +81,7 @@ CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TARGET = "aws:appautoscaling/target:Target"
+OBJECT_COPY = "aws:s3/objectCopy:ObjectCopy"
 # Types whose every input forces replacement and which are auto-named: a replacement gets a new name (Pulumi's
 # auto-naming adds a random suffix); identical inputs keep the name.
 _REPLACED_BY_ANY_CHANGE = frozenset({MODEL, CONFIG})
@@ -177,6 +183,10 @@ class Aws:
         """A force-destroyed bucket loses every object (B1); the bucket stays known, empty."""
         self.objects[bucket] = set()
 
+    def delete_repository(self, repository: str) -> None:
+        """A deleted repository (force-deleted with the stack) holds no image any more."""
+        self.images[repository] = []
+
     # --- what a fleet needs to start (S3) ---
 
     def fleet_problems(self, config_name: str) -> list[str]:
@@ -244,7 +254,8 @@ def publish_dev_version(aws: Aws, n: int) -> dict[str, Any]:
     """Dev trains and builds version n: its files land in dev's bucket, its image in dev's repository."""
     version = dev_version(n)
     bucket, _, prefix = version[outputs.MODEL_DATA_URI].removeprefix("s3://").partition("/")
-    aws.objects.setdefault(bucket, set()).add(f"{prefix}model.onnx")
+    files = (*MODEL_FILES, BASELINE_STATISTICS, BASELINE_CONSTRAINTS)
+    aws.objects.setdefault(bucket, set()).update(f"{prefix}{f}" for f in files)
     repository, _, digest = version[outputs.SERVING_IMAGE].partition("/")[2].partition("@")
     aws.push_image(repository, digest)
     return version
@@ -381,6 +392,11 @@ class Stack:
             }
         elif typ == ENDPOINT:
             self._endpoint(inputs, before["inputs"] if before else None, deployment)
+        elif typ == OBJECT_COPY and (before is None or before["inputs"] != inputs):  # B2: copies when changed
+            source_bucket, _, source_key = str(inputs["source"]).partition("/")
+            if source_bucket in self.aws.objects and source_key not in self.aws.objects[source_bucket]:
+                raise DeploymentFailed(f"copying S3 object {inputs['source']}: NoSuchKey")
+            self.aws.objects.setdefault(str(inputs["bucket"]), set()).add(str(inputs["key"]))
         elif typ == TARGET:
             resource_id = str(inputs["resourceId"])
             low, high = int(inputs["minCapacity"]), int(inputs["maxCapacity"])

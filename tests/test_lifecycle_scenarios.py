@@ -216,3 +216,56 @@ def test_promoting_an_older_model_rolls_forward_to_a_new_model_of_its_files() ->
     assert len(aws.models) == 3  # every version retained
     assert aws.fleet_problems(prod.live.config_name) == []
     assert aws.fleet_problems(v2_config) == []
+
+
+DEV_BUCKET = "mlplatform-dev-models-0a1b2c3"
+DEV_REPOSITORY = "mlplatform-dev-serving"
+
+
+def test_dev_bucket_destroyed_while_prod_serves_leaves_every_prod_fleet_its_model_files() -> None:
+    """v1 then v2 promoted, then dev's bucket force-destroyed (B1): the live fleet and the retained v1 fleet (a
+    rollback target) still find their files, in prod's own bucket (B2), and prod can roll out again."""
+    aws = Aws()
+    prod = prod_stack(aws, 1)
+    prod.up()
+    v1_config = prod.live.config_name
+    prod.source_outputs = publish_dev_version(aws, 2)
+    prod.up()
+
+    aws.destroy_bucket(DEV_BUCKET)
+    for config in (prod.live.config_name, v1_config):
+        problems = aws.fleet_problems(config)
+        assert [p for p in problems if "model files" in p] == []
+        assert aws.models[aws.configs[config]["model"]]["data"].startswith("s3://mlplatform-prod-models-")
+    prod.set(rolloutCanaryPercent=30)
+    assert prod.up().updated_endpoint
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 E, not done: promotion does not copy the serving image into a prod-owned repository yet",
+)
+def test_twenty_dev_builds_while_prod_serves_leave_prods_image_in_place() -> None:
+    """Dev's repository keeps its newest 20 images (E1): after 20 more dev builds prod's fleets must still pull the
+    image they serve. Today prod pulls from dev's repository, so the image is gone."""
+    aws = Aws()
+    aws.keep_last[DEV_REPOSITORY] = 20
+    prod = prod_stack(aws, 1)
+    prod.up()
+    for n in range(2, 22):
+        publish_dev_version(aws, n)
+    assert aws.fleet_problems(prod.live.config_name) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 E, not done: promotion does not copy the serving image into a prod-owned repository yet",
+)
+def test_dev_destroyed_while_prod_serves_leaves_prod_able_to_start_instances() -> None:
+    """Dev torn down (bucket force-destroyed, repository deleted): prod must still start instances."""
+    aws = Aws()
+    prod = prod_stack(aws, 1)
+    prod.up()
+    aws.destroy_bucket(DEV_BUCKET)
+    aws.delete_repository(DEV_REPOSITORY)
+    assert aws.fleet_problems(prod.live.config_name) == []
