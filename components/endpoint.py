@@ -622,9 +622,10 @@ class ModelEndpoint(pulumi.ComponentResource):
 def verify_endpoint_hook(
     hook_args: pulumi.ResourceHookArgs, *, timeout_seconds: int, client: Any | None = None, poll_seconds: float = 15
 ) -> None:
-    """The after-create/after-update hook body: raise `tools.verify.VerificationFailed` unless the endpoint serves
-    the config Pulumi just set. `client` is a boto3 SageMaker client (made from the endpoint's region if None)."""
-    from tools.verify import VerificationFailed, verify_endpoint
+    """The after-create/after-update hook body: raise `VerificationFailed` (components/endpoint_verify.py) unless the
+    endpoint serves the config Pulumi just set. `client` is a boto3 SageMaker client (made from the endpoint's
+    region if None)."""
+    from components.endpoint_verify import VerificationFailed, verify_endpoint
 
     outputs = dict(hook_args.new_outputs or {})
     inputs = dict(hook_args.new_inputs or {})
