@@ -38,7 +38,7 @@ class FakeRegistry:
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
