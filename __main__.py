@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.endpoint_live import read_live_endpoint
+from components.image_promotion import PromotedImage
 from components.images import ContainerImage
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
@@ -135,8 +136,20 @@ if settings.model.source != "train" and settings.model.copy_artifacts:
         },
         opts=opts,
     )
+    # ... and the serving image, same digest, into a repository of its own that never expires promoted images.
+    promoted_image = PromotedImage(
+        f"{name}-serving-promoted",
+        {
+            "source_image": model.serving_image,
+            "repository_name": f"{name}-serving-promoted",
+            "kms_key_arn": store.kms_key_arn,
+            "protect": settings.project.protect,
+        },
+        opts=opts,
+    )
     model = dataclasses.replace(
         model,
+        serving_image=promoted_image.image_ref,
         model_data_uri=promoted.model_data_uri,
         baseline_statistics_uri=promoted.baseline_statistics_uri,
         baseline_constraints_uri=promoted.baseline_constraints_uri,

@@ -53,6 +53,10 @@ B2  An object copy is a server-side CopyObject of an existing source object; a n
     `retain_on_delete` keeps the old copy.
     Source: terraform-provider-aws `internal/service/s3/object_copy.go`, `resourceObjectCopyUpdate`; S3 API
     reference, `CopyObject`.
+R1  An image copied by digest (components/image_promotion.py) exists in the target repository with the same
+    digest, if the source repository still holds it; the copy's deletion leaves the image.
+    Source: OCI Distribution Specification `spec.md` (manifests are content-addressed: the same bytes, the same
+    digest); tests/test_registry_copy.py.
 
 Not modelled: KMS grants (decrypt is checked only as part of the same role policy, not key policies), traffic and
 alarms themselves (a step says whether SageMaker rolls back), timings, capacity limits, instance-level failures
@@ -82,6 +86,7 @@ ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TARGET = "aws:appautoscaling/target:Target"
 OBJECT_COPY = "aws:s3/objectCopy:ObjectCopy"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 # Types whose every input forces replacement and which are auto-named: a replacement gets a new name (Pulumi's
 # auto-naming adds a random suffix); identical inputs keep the name.
 _REPLACED_BY_ANY_CHANGE = frozenset({MODEL, CONFIG})
@@ -205,11 +210,13 @@ class Aws:
             problems.append(f"role {model['role']} may not read {model['data']} (AccessDenied)")
         repo_part, _, digest = model["image"].partition("@")
         account_region, _, repository = repo_part.partition("/")
+        if repository not in self.images:
+            problems.append(f"repository {repository} does not exist")
         account, region = account_region.split(".")[0], account_region.split(".")[3]
         repo_arn = f"arn:aws:ecr:{region}:{account}:repository/{repository}"
         if not _allows(policy, "ecr:BatchGetImage", repo_arn):
             problems.append(f"role {model['role']} may not pull from {repository} (AccessDenied)")
-        if repository in self.images and digest not in self.images[repository]:
+        elif digest not in self.images[repository]:
             problems.append(f"image {digest[:19]}... is no longer in {repository} (expired or deleted)")
         if bucket in self.objects and f"{prefix}model.onnx" not in self.objects[bucket]:
             problems.append(f"model files under {model['data']} are gone")
@@ -397,6 +404,12 @@ class Stack:
             if source_bucket in self.aws.objects and source_key not in self.aws.objects[source_bucket]:
                 raise DeploymentFailed(f"copying S3 object {inputs['source']}: NoSuchKey")
             self.aws.objects.setdefault(str(inputs["bucket"]), set()).add(str(inputs["key"]))
+        elif typ == DYNAMIC and "target_ref" in inputs and (before is None or before["inputs"] != inputs):  # R1
+            source_repo, digest = _repository_and_digest(str(inputs["source_image"]))
+            if source_repo in self.aws.images and digest not in self.aws.images[source_repo]:
+                raise DeploymentFailed(f"copying {inputs['source_image']}: MANIFEST_UNKNOWN")
+            target_repo, _ = _repository_and_digest(str(inputs["target_ref"]))
+            self.aws.push_image(target_repo, digest)
         elif typ == TARGET:
             resource_id = str(inputs["resourceId"])
             low, high = int(inputs["minCapacity"]), int(inputs["maxCapacity"])
@@ -460,6 +473,12 @@ class Stack:
         if typ == TARGET:  # A2: policies go with it, the capacity stays
             self.aws.targets.pop(str(self.state[ref]["inputs"]["resourceId"]), None)
         # MODEL and CONFIG are retained on delete (S4); nothing else here matters to a rollout.
+
+
+def _repository_and_digest(ref: str) -> tuple[str, str]:
+    """`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:...` -> (REPO, digest)."""
+    repository, _, digest = ref.partition("/")[2].partition("@")
+    return repository, digest
 
 
 def _apply_order(entries: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -241,31 +241,35 @@ def test_dev_bucket_destroyed_while_prod_serves_leaves_every_prod_fleet_its_mode
     assert prod.up().updated_endpoint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 E, not done: promotion does not copy the serving image into a prod-owned repository yet",
-)
 def test_twenty_dev_builds_while_prod_serves_leave_prods_image_in_place() -> None:
-    """Dev's repository keeps its newest 20 images (E1): after 20 more dev builds prod's fleets must still pull the
-    image they serve. Today prod pulls from dev's repository, so the image is gone."""
+    """Dev's repository keeps its newest 20 images (E1): after 20 more dev builds dev's copy of v1 is expired, and
+    prod's fleets still pull v1 from prod's own repository (R1), same digest."""
     aws = Aws()
     aws.keep_last[DEV_REPOSITORY] = 20
     prod = prod_stack(aws, 1)
     prod.up()
+    v1_image = prod.source_outputs[outputs.SERVING_IMAGE]
     for n in range(2, 22):
         publish_dev_version(aws, n)
+    assert v1_image.partition("@")[2] not in aws.images[DEV_REPOSITORY]
+    served = aws.models[aws.configs[prod.live.config_name]["model"]]["image"]
+    assert (
+        served
+        == f"111122223333.dkr.ecr.us-east-1.amazonaws.com/mlplatform-prod-serving-promoted@{v1_image.partition('@')[2]}"
+    )
     assert aws.fleet_problems(prod.live.config_name) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 E, not done: promotion does not copy the serving image into a prod-owned repository yet",
-)
 def test_dev_destroyed_while_prod_serves_leaves_prod_able_to_start_instances() -> None:
-    """Dev torn down (bucket force-destroyed, repository deleted): prod must still start instances."""
+    """Dev torn down (bucket force-destroyed, repository deleted): prod still starts instances of what it serves,
+    and of the version it would roll back to."""
     aws = Aws()
     prod = prod_stack(aws, 1)
+    prod.up()
+    v1_config = prod.live.config_name
+    prod.source_outputs = publish_dev_version(aws, 2)
     prod.up()
     aws.destroy_bucket(DEV_BUCKET)
     aws.delete_repository(DEV_REPOSITORY)
     assert aws.fleet_problems(prod.live.config_name) == []
+    assert aws.fleet_problems(v1_config) == []

@@ -35,11 +35,13 @@ def test_both_targets_export_both_contracts(replan: Any) -> None:
 
 
 def test_prod_serves_what_dev_produced_from_its_own_copies(prod_plan: Plan) -> None:
-    """The same image; the same files, copied under `promoted/<dev bucket>/<dev prefix>` of prod's model bucket."""
+    """The same image digest, copied into prod's repository; the same files, copied under
+    `promoted/<dev bucket>/<dev prefix>` of prod's model bucket."""
     from tools.example_outputs import dev_outputs
 
     dev = dev_outputs()
-    assert prod_plan.outputs["servingImage"] == dev["servingImage"]
+    digest = dev["servingImage"].partition("@")[2]
+    assert prod_plan.outputs["servingImage"].endswith(f"/mlplatform-prod-serving-promoted@{digest}")
     prod_bucket = prod_plan.outputs["modelBucket"]
     for key in ("modelDataUri", "baselineStatisticsUri", "baselineConstraintsUri"):
         assert prod_plan.outputs[key] == f"s3://{prod_bucket}/promoted/" + dev[key].removeprefix("s3://")
