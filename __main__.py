@@ -8,7 +8,7 @@ import pulumi_aws as aws
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.endpoint_live import read_live_endpoint
-from components.image_promotion import PromotedImage
+from components.image_promotion import PromotedImage, RepositoryPullGrant
 from components.images import ContainerImage
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
@@ -62,6 +62,7 @@ store = ArtifactStore(
         "capture_retention_days": settings.storage.capture_retention_days,
         "noncurrent_version_days": settings.storage.noncurrent_version_days,
         "force_destroy": settings.storage.force_destroy,
+        "promotion_reader_accounts": settings.storage.promotion_reader_accounts,
         "protect": settings.project.protect,
     },
     opts=opts,
@@ -114,6 +115,16 @@ if settings.model.source == "train":
         opts=opts,
     )
     pulumi.export(outputs.TRAINING_JOB_NAME, training.training_job_name)
+    if settings.storage.promotion_reader_accounts and serving_image.repository_url is not None:
+        # Cross-account promotion: the promoting accounts copy the serving image from here.
+        RepositoryPullGrant(
+            f"{name}-serving-pull-grant",
+            {
+                "repository_url": serving_image.repository_url,
+                "reader_accounts": settings.storage.promotion_reader_accounts,
+            },
+            opts=opts,
+        )
 
 model = resolve_model_artifacts(
     name,

@@ -132,3 +132,45 @@ class PromotedImage(pulumi.ComponentResource):
         self.image_ref = pulumi.Output.all(copy.id, target_ref).apply(lambda v: str(v[1]))
         self.repository_arn = repository.arn
         self.register_outputs({"image_ref": self.image_ref, "repository_arn": self.repository_arn})
+
+
+def pull_policy(partition: str, reader_accounts: list[str]) -> str:
+    """Repository policy letting `reader_accounts` pull (cross-account promotion copies the image from here)."""
+    import json
+
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PromotingAccountsPull",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in sorted(set(reader_accounts))]},
+                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                }
+            ],
+        }
+    )
+
+
+class RepositoryPullGrantArgs(TypedDict):
+    repository_url: pulumi.Input[str]
+    """`ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME` of the repository promoted images are copied from."""
+    reader_accounts: list[str]
+    """Accounts whose stacks promote from this one (`mlplatform:storagePromotionReaderAccounts`)."""
+
+
+class RepositoryPullGrant(pulumi.ComponentResource):
+    """The source stack's side of a cross-account promotion: other accounts may pull its serving images."""
+
+    def __init__(self, name: str, args: RepositoryPullGrantArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlplatform:serving:RepositoryPullGrant", name, None, opts)
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        accounts = list(args["reader_accounts"])
+        policy = aws.ecr.RepositoryPolicy(
+            f"{name}-policy",
+            repository=pulumi.Output.from_input(args["repository_url"]).apply(lambda url: url.split("/", 1)[1]),
+            policy=partition.partition.apply(lambda p: pull_policy(p, accounts)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"policy_id": policy.id})

@@ -167,6 +167,9 @@ class StorageSettings(_Section):
     """Days a replaced or deleted object version is kept in any bucket."""
     force_destroy: bool = False
     """Let `pulumi destroy` delete buckets that still hold objects (dev convenience; never in prod)."""
+    promotion_reader_accounts: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(default_factory=list)
+    """AWS accounts (12 digits) whose stacks promote this stack's models: they may read the model bucket's
+    `training/` prefix, pull the serving image and decrypt both with this stack's key (cross-account promotion)."""
 
 
 class ImageSettings(_Section):
