@@ -134,7 +134,11 @@ model = resolve_model_artifacts(
     opts=opts,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
-if settings.model.source != "train" and settings.model.copy_artifacts:
+serves_sagemaker = settings.serving.target in ("sagemaker", "both")
+# What the SageMaker endpoint serves: with a promoted model, this stack's own copies of it (the Kubernetes target
+# keeps the source's artifacts: its pods pull and read with the cluster's identities, docs/kubernetes.md).
+served = model
+if serves_sagemaker and settings.model.source != "train" and settings.model.copy_artifacts:
     # Prod owns what it serves: the promoted files are copied into its own bucket (kept for every version).
     promoted = PromotedModelFiles(
         f"{name}-promoted",
@@ -158,7 +162,7 @@ if settings.model.source != "train" and settings.model.copy_artifacts:
         },
         opts=opts,
     )
-    model = dataclasses.replace(
+    served = dataclasses.replace(
         model,
         serving_image=promoted_image.image_ref,
         model_data_uri=promoted.model_data_uri,
@@ -168,7 +172,6 @@ if settings.model.source != "train" and settings.model.copy_artifacts:
 
 # --- Kubernetes serving target ----------------------------------------------------------------------------
 # The same serving image on an existing cluster (docs/kubernetes.md), beside or instead of the SageMaker endpoint.
-serves_sagemaker = settings.serving.target in ("sagemaker", "both")
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
     if k8s_settings.kubeconfig is not None:
@@ -242,8 +245,8 @@ if serves_sagemaker:
     endpoint = ModelEndpoint(
         f"{name}-endpoint",
         {
-            "image": model.serving_image,
-            "model_data_uri": model.model_data_uri,
+            "image": served.serving_image,
+            "model_data_uri": served.model_data_uri,
             "endpoint": settings.endpoint,
             "rollout": settings.rollout,
             "capture": settings.capture,
@@ -271,8 +274,8 @@ if serves_sagemaker:
         "endpoint_name": endpoint_name,
         "region": settings.project.region,
         "capture_s3_uri": store.capture_bucket.apply(lambda bucket: f"s3://{bucket}/{CAPTURE_PREFIX}/"),
-        "baseline_statistics_uri": model.baseline_statistics_uri,
-        "baseline_constraints_uri": model.baseline_constraints_uri,
+        "baseline_statistics_uri": served.baseline_statistics_uri,
+        "baseline_constraints_uri": served.baseline_constraints_uri,
         "reports_bucket": store.model_bucket,
         "kms_key_arn": store.kms_key_arn,
         "source_kms_key_arns": promoted_keys,
@@ -306,5 +309,6 @@ pulumi.export(outputs.KMS_KEY_ARN, store.kms_key_arn)
 pulumi.export(outputs.DATA_BUCKET, store.data_bucket)
 pulumi.export(outputs.MODEL_BUCKET, store.model_bucket)
 pulumi.export(outputs.CAPTURE_BUCKET, store.capture_bucket)
+# The model as promoted (its source's URIs and digest); the endpoint's copies are named by its own resources.
 for output_name, value in model.exports().items():
     pulumi.export(output_name, value)

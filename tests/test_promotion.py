@@ -53,8 +53,11 @@ def test_prod_copies_into_its_own_bucket_and_repository_and_keeps_them(prod_plan
     (copy,) = prod_plan.of_type(DYNAMIC)
     digest = dev_outputs()["servingImage"].partition("@")[2]
     assert copy["inputs"]["source_image"] == dev_outputs()["servingImage"]
-    assert prod_plan.outputs["servingImage"] == copy["inputs"]["target_ref"]
-    assert prod_plan.outputs["servingImage"].endswith(f"/mlplatform-prod-serving-promoted@{digest}")
+    served = prod_plan.one("aws:sagemaker/model:Model")["inputs"]["primaryContainer"]
+    assert served["image"] == copy["inputs"]["target_ref"]
+    assert served["image"].endswith(f"/mlplatform-prod-serving-promoted@{digest}")
+    # The outputs name the model as promoted (the source's URIs), as before.
+    assert prod_plan.outputs["servingImage"] == dev_outputs()["servingImage"]
 
 
 def test_dev_trains_and_copies_nothing(dev_plan: Plan) -> None:
@@ -66,5 +69,6 @@ def test_copy_switch_off_serves_the_source_stacks_artifacts() -> None:
     plan = plan_with("prod", {"mlplatform:modelCopyArtifacts": "false"})
     assert plan.of_type(OBJECT_COPY) == []
     assert plan.of_type(DYNAMIC) == []
-    assert plan.outputs["servingImage"] == dev_outputs()["servingImage"]
-    assert plan.outputs["modelDataUri"] == dev_outputs()["modelDataUri"]
+    container = plan.one("aws:sagemaker/model:Model")["inputs"]["primaryContainer"]
+    assert container["image"] == dev_outputs()["servingImage"]
+    assert container["modelDataSource"]["s3DataSources"][0]["s3Uri"] == dev_outputs()["modelDataUri"]
