@@ -69,7 +69,7 @@ def test_rollout_start_count_stays_within_the_autoscaling_maximum() -> None:
 def test_rollback_by_alarm_leaves_both_model_versions_readable_by_the_endpoint_role() -> None:
     """v1 live at 10 instances, v2 rolled out and rolled back by an alarm (S2): the fleet SageMaker keeps (v1)
     must still start instances, for a scale-out or a replacement, with the one endpoint role (S3); so must v2's,
-    which the next `up` rolls out again.
+    which the next `up` rolls out again (and lands).
 
     Before the fix the role policy was rewritten to v2's prefix only, and v1's fleet got AccessDenied."""
     aws = Aws()
@@ -89,6 +89,11 @@ def test_rollback_by_alarm_leaves_both_model_versions_readable_by_the_endpoint_r
     assert aws.models[aws.configs[v1_config]["model"]]["data"].endswith("mlplatform-dev-train-v1/output/model/")
     assert aws.fleet_problems(v1_config) == []
     assert aws.fleet_problems(v2_config) == []
+
+    # The next `up` (deployments refresh, P3) rolls v2 out again, at the live 10, and this time it lands.
+    again = prod.up(refresh=True)
+    assert again.updated_endpoint
+    assert (prod.live.config_name, prod.live.desired_count) == (v2_config, 10)
 
 
 def test_rollback_reported_as_an_error_is_caught_by_verify_and_rolled_out_again_by_up_with_refresh() -> None:
