@@ -58,9 +58,12 @@ R1  An image copied by digest (components/image_promotion.py) exists in the targ
     Source: OCI Distribution Specification `spec.md` (manifests are content-addressed: the same bytes, the same
     digest); tests/test_registry_copy.py.
 
-Not modelled: KMS grants (decrypt is checked only as part of the same role policy, not key policies), traffic and
-alarms themselves (a step says whether SageMaker rolls back), timings, capacity limits, instance-level failures
-other than unreadable artifacts, and CloudFormation-style drift of resources other than the endpoint.
+Not modelled: KMS (key policies and decrypt are not checked; the fleet check covers S3 read and ECR pull grants),
+cross-account boundaries (every stack is in one account here; tests/test_cross_account_promotion.py checks the
+grants on plans), traffic and alarms themselves (a step says whether SageMaker rolls back), timings, capacity
+limits, instance-level failures other than unreadable or missing artifacts, the Kubernetes serving target, drift of
+resources other than the endpoint, and a stack's own `pulumi destroy` (a source stack's teardown is a step on
+`Aws`). Image rebuilds without content change and failed training jobs are scenarios still to add.
 """
 
 from __future__ import annotations
