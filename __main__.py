@@ -1,5 +1,6 @@
 """mlplatform: reads the stack settings, wires the components together and exports the stack outputs."""
 
+import dataclasses
 from typing import cast
 
 import pulumi
@@ -7,6 +8,8 @@ import pulumi_aws as aws
 
 from components import outputs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
+from components.endpoint_live import read_live_endpoint
+from components.image_promotion import PromotedImage, RepositoryPullGrant
 from components.images import ContainerImage, unchanged_image_ref
 from components.kubernetes import KubernetesModelService, kubeconfig_text
 from components.model_source import resolve_model_artifacts
@@ -20,6 +23,7 @@ from components.monitoring import (
 from components.observability import EndpointObservability, EndpointObservabilityArgs, alarm_name
 from components.pipeline import TrainingPipeline, TrainingPipelineArgs
 from components.policy_context import PolicyContext
+from components.promotion import PromotedModelFiles
 from components.registry import ModelRegistry
 from components.registry_source import SageMakerReader
 from components.settings import load_from_pulumi
@@ -63,6 +67,7 @@ store = ArtifactStore(
         "capture_retention_days": settings.storage.capture_retention_days,
         "noncurrent_version_days": settings.storage.noncurrent_version_days,
         "force_destroy": settings.storage.force_destroy,
+        "promotion_reader_accounts": settings.storage.promotion_reader_accounts,
         "protect": settings.project.protect,
     },
     opts=opts,
@@ -163,6 +168,16 @@ if settings.model.source == "train":
         opts=opts,
     )
     pulumi.export(outputs.TRAINING_JOB_NAME, training.training_job_name)
+    if settings.storage.promotion_reader_accounts and serving_image.repository_url is not None:
+        # Cross-account promotion: the promoting accounts copy the serving image from here.
+        RepositoryPullGrant(
+            f"{name}-serving-pull-grant",
+            {
+                "repository_url": serving_image.repository_url,
+                "reader_accounts": settings.storage.promotion_reader_accounts,
+            },
+            opts=opts,
+        )
 
 registry_reader: SageMakerReader | None = None
 if settings.model.source == "registry":
@@ -178,10 +193,44 @@ model = resolve_model_artifacts(
     registry=registry_reader,
 )
 promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not None else []
+serves_sagemaker = settings.serving.target in ("sagemaker", "both")
+# What the SageMaker endpoint serves: with a promoted model, this stack's own copies of it (the Kubernetes target
+# keeps the source's artifacts: its pods pull and read with the cluster's identities, docs/kubernetes.md).
+served = model
+if serves_sagemaker and settings.model.source != "train" and settings.model.copy_artifacts:
+    # Prod owns what it serves: the promoted files are copied into its own bucket (kept for every version).
+    promoted = PromotedModelFiles(
+        f"{name}-promoted",
+        {
+            "model_data_uri": model.model_data_uri,
+            "baseline_statistics_uri": model.baseline_statistics_uri,
+            "baseline_constraints_uri": model.baseline_constraints_uri,
+            "bucket": store.model_bucket,
+            "kms_key_arn": store.kms_key_arn,
+        },
+        opts=opts,
+    )
+    # ... and the serving image, same digest, into a repository of its own that never expires promoted images.
+    promoted_image = PromotedImage(
+        f"{name}-serving-promoted",
+        {
+            "source_image": model.serving_image,
+            "repository_name": f"{name}-serving-promoted",
+            "kms_key_arn": store.kms_key_arn,
+            "protect": settings.project.protect,
+        },
+        opts=opts,
+    )
+    served = dataclasses.replace(
+        model,
+        serving_image=promoted_image.image_ref,
+        model_data_uri=promoted.model_data_uri,
+        baseline_statistics_uri=promoted.baseline_statistics_uri,
+        baseline_constraints_uri=promoted.baseline_constraints_uri,
+    )
 
 # --- Kubernetes serving target ----------------------------------------------------------------------------
 # The same serving image on an existing cluster (docs/kubernetes.md), beside or instead of the SageMaker endpoint.
-serves_sagemaker = settings.serving.target in ("sagemaker", "both")
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
     if k8s_settings.kubeconfig is not None:
@@ -248,8 +297,8 @@ if serves_sagemaker:
     endpoint = ModelEndpoint(
         f"{name}-endpoint",
         {
-            "image": model.serving_image,
-            "model_data_uri": model.model_data_uri,
+            "image": served.serving_image,
+            "model_data_uri": served.model_data_uri,
             "endpoint": settings.endpoint,
             "rollout": settings.rollout,
             "capture": settings.capture,
@@ -263,6 +312,10 @@ if serves_sagemaker:
             "protect": settings.project.protect,
             "previous_instance_type": previous.get_output(outputs.ENDPOINT_INSTANCE_TYPE),
             "previous_autoscaling_enabled": previous.get_output(outputs.ENDPOINT_AUTOSCALING_ENABLED),
+            # What AWS holds now: a rollout starts at the live desired count, the live model stays readable.
+            "live_endpoint": read_live_endpoint(endpoint_name, VARIANT_NAME, settings.project.region),
+            "previous_rollout_fingerprint": previous.get_output(outputs.ENDPOINT_ROLLOUT_FINGERPRINT),
+            "previous_rollout_start_count": previous.get_output(outputs.ENDPOINT_ROLLOUT_START_COUNT),
         },
         opts=opts,
     )
@@ -273,8 +326,8 @@ if serves_sagemaker:
         "endpoint_name": endpoint_name,
         "region": settings.project.region,
         "capture_s3_uri": store.capture_bucket.apply(lambda bucket: f"s3://{bucket}/{CAPTURE_PREFIX}/"),
-        "baseline_statistics_uri": model.baseline_statistics_uri,
-        "baseline_constraints_uri": model.baseline_constraints_uri,
+        "baseline_statistics_uri": served.baseline_statistics_uri,
+        "baseline_constraints_uri": served.baseline_constraints_uri,
         "reports_bucket": store.model_bucket,
         "kms_key_arn": store.kms_key_arn,
         "source_kms_key_arns": promoted_keys,
@@ -293,6 +346,8 @@ if serves_sagemaker:
     pulumi.export(outputs.ENDPOINT_VARIANT_NAME, endpoint.variant_name)
     pulumi.export(outputs.ENDPOINT_INSTANCE_TYPE, endpoint.instance_type)
     pulumi.export(outputs.ENDPOINT_AUTOSCALING_ENABLED, endpoint.autoscaling_enabled)
+    pulumi.export(outputs.ENDPOINT_ROLLOUT_FINGERPRINT, endpoint.rollout_fingerprint)
+    pulumi.export(outputs.ENDPOINT_ROLLOUT_START_COUNT, endpoint.rollout_start_count)
     pulumi.export(outputs.ENDPOINT_ROLE_ARN, endpoint.execution_role_arn)
     pulumi.export(outputs.INVOKE_POLICY_ARN, endpoint.invoke_policy_arn)
     pulumi.export(outputs.ROLLBACK_ALARM_NAMES, endpoint.rollback_alarm_names)
@@ -339,5 +394,6 @@ pulumi.export(outputs.KMS_KEY_ARN, store.kms_key_arn)
 pulumi.export(outputs.DATA_BUCKET, store.data_bucket)
 pulumi.export(outputs.MODEL_BUCKET, store.model_bucket)
 pulumi.export(outputs.CAPTURE_BUCKET, store.capture_bucket)
+# The model as promoted (its source's URIs and digest); the endpoint's copies are named by its own resources.
 for output_name, value in model.exports().items():
     pulumi.export(output_name, value)

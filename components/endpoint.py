@@ -15,6 +15,7 @@ from typing import Any, Final, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components.endpoint_live import LiveEndpoint, as_int, rollout_fingerprint, rollout_start_count
 from components.iam import sagemaker_vpc_statements, service_trust_policy
 from components.settings import (
     AlarmSettings,
@@ -181,6 +182,13 @@ class ModelEndpointArgs(TypedDict):
     """Instance type of the last deployment (this stack's own `endpointInstanceType` output), for the guard."""
     previous_autoscaling_enabled: NotRequired[pulumi.Input[bool | None]]
     """Whether the last deployment had autoscaling attached (this stack's `endpointAutoscalingEnabled` output)."""
+    live_endpoint: NotRequired[LiveEndpoint | None]
+    """The endpoint as AWS holds it now (`components.endpoint_live.read_live_endpoint`), None when it does not
+    exist yet: a rollout starts at its desired count, and its model stays readable while it can serve."""
+    previous_rollout_fingerprint: NotRequired[pulumi.Input[str | None]]
+    """This stack's `endpointRolloutFingerprint` output of the last deployment (None on the first)."""
+    previous_rollout_start_count: NotRequired[pulumi.Input[int | str | None]]
+    """This stack's `endpointRolloutStartCount` output of the last deployment (None on the first)."""
     verify_deployment: NotRequired[bool]
     """After `pulumi up` creates or updates the endpoint, fail unless it serves the new config (default true)."""
     verify_timeout_seconds: NotRequired[int]
@@ -225,6 +233,10 @@ class ModelEndpoint(pulumi.ComponentResource):
     """Instance type deployed; export it so the next deployment's guard can read it back."""
     autoscaling_enabled: pulumi.Output[bool]
     """Whether autoscaling is attached; export it for the next deployment's guard."""
+    rollout_fingerprint: pulumi.Output[str]
+    """Digest of what this deployment rolls out except the count; export it for the next deployment."""
+    rollout_start_count: pulumi.Output[int]
+    """`InitialInstanceCount` of this deployment's config; export it for the next deployment."""
 
     def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlplatform:serving:ModelEndpoint", name, None, opts)
@@ -278,6 +290,39 @@ class ModelEndpoint(pulumi.ComponentResource):
         ).apply(lambda prev: _guard_instance_type(prev[0], prev[1], settings.instance_type))
 
         capture = args["capture"]
+        live = args.get("live_endpoint")
+        fingerprint = pulumi.Output.all(
+            image=args["image"],
+            model_data_uri=args["model_data_uri"],
+            capture_bucket=args["capture_bucket"],
+            kms_key_arn=args["kms_key_arn"],
+            subnet_ids=list(args.get("subnet_ids", [])),
+            security_group_ids=list(args.get("security_group_ids", [])),
+        ).apply(
+            lambda v: rollout_fingerprint(
+                {
+                    **v,
+                    # Everything of the endpoint settings but the count, which is what this fingerprint decides.
+                    "endpoint": settings.model_dump(exclude={"instance_count"}),
+                    "capture": capture.model_dump(),
+                    "rollout": rollout.model_dump(),
+                }
+            )
+        )
+        start_count = pulumi.Output.all(
+            fingerprint,
+            pulumi.Output.from_input(args.get("previous_rollout_fingerprint")),
+            pulumi.Output.from_input(args.get("previous_rollout_start_count")),
+        ).apply(
+            lambda v: rollout_start_count(
+                configured=settings.instance_count,
+                autoscaling=autoscaling,
+                live_desired=live.desired_instance_count if live is not None else None,
+                fingerprint=v[0],
+                previous_fingerprint=str(v[1]) if v[1] else None,
+                previous_start_count=as_int(v[2]),
+            )
+        )
         config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config",
             # No `name` either: a model version is a new config; the endpoint moves to it blue/green.
@@ -286,7 +331,8 @@ class ModelEndpoint(pulumi.ComponentResource):
                     "variant_name": VARIANT_NAME,
                     "model_name": model.name,
                     "instance_type": guarded_instance_type,
-                    "initial_instance_count": settings.instance_count,
+                    # The live desired count when a rollout is due (RetainAllVariantProperties is never sent).
+                    "initial_instance_count": start_count,
                     "initial_variant_weight": 1.0,
                     "model_data_download_timeout_in_seconds": settings.model_download_timeout_seconds,
                     "container_startup_health_check_timeout_in_seconds": settings.startup_health_check_timeout_seconds,
@@ -376,6 +422,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.rollback_alarm_names = pulumi.Output.all(*(a.name for a in alarms))
         self.instance_type = guarded_instance_type
         self.autoscaling_enabled = pulumi.Output.from_input(autoscaling.enabled)
+        self.rollout_fingerprint = fingerprint
+        self.rollout_start_count = start_count
         self.register_outputs(
             {
                 "endpoint_name": self.endpoint_name,
@@ -389,6 +437,8 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "rollback_alarm_names": self.rollback_alarm_names,
                 "instance_type": self.instance_type,
                 "autoscaling_enabled": self.autoscaling_enabled,
+                "rollout_fingerprint": self.rollout_fingerprint,
+                "rollout_start_count": self.rollout_start_count,
             }
         )
 
@@ -415,8 +465,13 @@ class ModelEndpoint(pulumi.ComponentResource):
             raise EndpointConfigError(f"verify_timeout_seconds must be between 0 and 3600, got {timeout}")
 
     def _execution_role(self, name: str, args: ModelEndpointArgs) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        """Role SageMaker assumes for this endpoint, with an inline least-privilege policy."""
+        """Role SageMaker assumes for this endpoint, with an inline least-privilege policy.
+
+        The role also reads the model the endpoint serves now (`live_endpoint`): that model's config is the one
+        SageMaker keeps serving during the rollout and falls back to on a rollback, with this same role.
+        """
         child = pulumi.ResourceOptions(parent=self)
+        live = args.get("live_endpoint")
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
         role = aws.iam.Role(
@@ -439,7 +494,14 @@ class ModelEndpoint(pulumi.ComponentResource):
             source_kms_key_arns=list(args.get("source_kms_key_arns", [])),
             subnet_ids=list(args.get("subnet_ids", [])),
             security_group_ids=list(args.get("security_group_ids", [])),
-        ).apply(lambda v: execution_policy(endpoint_name=args["endpoint_name"], **v))
+        ).apply(
+            lambda v: execution_policy(
+                endpoint_name=args["endpoint_name"],
+                live_model_data_uri=live.model_data_uri if live is not None else None,
+                live_image=live.image if live is not None else None,
+                **v,
+            )
+        )
         role_policy = aws.iam.RolePolicy(f"{name}-role-policy", role=role.id, policy=policy, opts=child)
         return role, role_policy
 
@@ -560,9 +622,10 @@ class ModelEndpoint(pulumi.ComponentResource):
 def verify_endpoint_hook(
     hook_args: pulumi.ResourceHookArgs, *, timeout_seconds: int, client: Any | None = None, poll_seconds: float = 15
 ) -> None:
-    """The after-create/after-update hook body: raise `tools.verify.VerificationFailed` unless the endpoint serves
-    the config Pulumi just set. `client` is a boto3 SageMaker client (made from the endpoint's region if None)."""
-    from tools.verify import VerificationFailed, verify_endpoint
+    """The after-create/after-update hook body: raise `VerificationFailed` (components/endpoint_verify.py) unless the
+    endpoint serves the config Pulumi just set. `client` is a boto3 SageMaker client (made from the endpoint's
+    region if None)."""
+    from components.endpoint_verify import VerificationFailed, verify_endpoint
 
     outputs = dict(hook_args.new_outputs or {})
     inputs = dict(hook_args.new_inputs or {})
@@ -632,20 +695,31 @@ def execution_policy(
     source_kms_key_arns: Sequence[str] = (),
     subnet_ids: Sequence[str] = (),
     security_group_ids: Sequence[str] = (),
+    live_model_data_uri: str | None = None,
+    live_image: str | None = None,
 ) -> str:
     """The endpoint role's inline policy (JSON): each statement scoped to this endpoint's own resources.
 
     Resource "*" appears only where AWS has no resource-level permission for the action:
-    `ecr:GetAuthorizationToken` and the EC2 `Describe*` calls of VPC mode.
+    `ecr:GetAuthorizationToken` and the EC2 `Describe*` calls of VPC mode. The model files and image of the
+    live model (`live_*`, what the endpoint serves before this deployment) stay readable beside the new ones:
+    the old fleet, which SageMaker scales and replaces with this role until the rollout ends, serves them, and so
+    does the fleet SageMaker rolls back to.
     """
-    repo_account, repo_region, repository = parse_ecr_image(image)
-    model_bucket, model_key = parse_model_prefix(model_data_uri)
+    repositories = sorted({parse_ecr_image(i) for i in (image, live_image) if i and _ECR_IMAGE.match(i)})
+    # parse_* refuse a malformed new image/prefix; a live one that is not an ECR digest / S3 prefix is skipped.
+    parse_ecr_image(image)
+    parse_model_prefix(model_data_uri)
+    prefixes = sorted(
+        {parse_model_prefix(u) for u in (model_data_uri, live_model_data_uri) if u and _S3_PREFIX.match(u)}
+    )
+    repo_arns = [f"arn:{partition}:ecr:{r}:{a}:repository/{n}" for a, r, n in repositories]
     statements: list[Mapping[str, Any]] = [
         {
             "Sid": "PullServingImage",
             "Effect": "Allow",
             "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            "Resource": f"arn:{partition}:ecr:{repo_region}:{repo_account}:repository/{repository}",
+            "Resource": _one_or_list(repo_arns),
         },
         {
             # GetAuthorizationToken has no resource-level permission: AWS requires "*".
@@ -658,15 +732,18 @@ def execution_policy(
             "Sid": "ReadModelFiles",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": f"arn:{partition}:s3:::{model_bucket}/{model_key}*",
+            "Resource": _one_or_list([f"arn:{partition}:s3:::{b}/{k}*" for b, k in prefixes]),
         },
-        {
-            "Sid": "ListModelPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": f"arn:{partition}:s3:::{model_bucket}",
-            "Condition": {"StringLike": {"s3:prefix": [f"{model_key}*"]}},
-        },
+        *(
+            {
+                "Sid": "ListModelPrefix" if i == 0 else f"ListModelPrefix{i + 1}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": f"arn:{partition}:s3:::{bucket}",
+                "Condition": {"StringLike": {"s3:prefix": sorted(f"{k}*" for b, k in prefixes if b == bucket)}},
+            }
+            for i, bucket in enumerate(sorted({b for b, _ in prefixes}))
+        ),
         {
             # Data capture is written with this role, under this endpoint's own prefix.
             "Sid": "WriteCapture",
@@ -731,3 +808,8 @@ def execution_policy(
     if subnet_ids:
         statements += sagemaker_vpc_statements(partition, region, account, subnet_ids, security_group_ids)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _one_or_list(values: Sequence[str]) -> str | list[str]:
+    """A policy `Resource`: the plain string for one (as before), a list for several."""
+    return values[0] if len(values) == 1 else list(values)

@@ -30,6 +30,8 @@ ENDPOINT_AUTOSCALING_ENABLED: Final = "endpointAutoscalingEnabled"
 ENDPOINT_VARIANT_NAME: Final = "endpointVariantName"
 ENDPOINT_ROLE_ARN: Final = "endpointRoleArn"
 ROLLBACK_ALARM_NAMES: Final = "rollbackAlarmNames"
+ENDPOINT_ROLLOUT_FINGERPRINT: Final = "endpointRolloutFingerprint"
+ENDPOINT_ROLLOUT_START_COUNT: Final = "endpointRolloutStartCount"
 MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 IMAGE_BUILDS: Final = "imageBuilds"
@@ -59,6 +61,14 @@ DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
         "ml.c6i.xlarge",
     ),
     ENDPOINT_AUTOSCALING_ENABLED: ("whether autoscaling is attached (read back by the next deployment)", "true"),
+    ENDPOINT_ROLLOUT_FINGERPRINT: (
+        "digest of the model, image, config and routing this deployment rolled out (read back by the next one)",
+        "3f9a0c1d2e4b5a69",
+    ),
+    ENDPOINT_ROLLOUT_START_COUNT: (
+        "instances the config's fleet started with: the live desired count at rollout time, within min..max",
+        "10",
+    ),
     ENDPOINT_ROLE_ARN: (
         "execution role of the model containers",
         "arn:aws:iam::111122223333:role/mlplatform-prod-role-1a2b3c4",
@@ -111,6 +121,8 @@ SAGEMAKER_OUTPUTS: Final = frozenset(
         ENDPOINT_VARIANT_NAME,
         ENDPOINT_INSTANCE_TYPE,
         ENDPOINT_AUTOSCALING_ENABLED,
+        ENDPOINT_ROLLOUT_FINGERPRINT,
+        ENDPOINT_ROLLOUT_START_COUNT,
         ENDPOINT_ROLE_ARN,
         INVOKE_POLICY_ARN,
         ROLLBACK_ALARM_NAMES,

@@ -170,6 +170,9 @@ class StorageSettings(_Section):
     """Days a replaced or deleted object version is kept in any bucket."""
     force_destroy: bool = False
     """Let `pulumi destroy` delete buckets that still hold objects (dev convenience; never in prod)."""
+    promotion_reader_accounts: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(default_factory=list)
+    """AWS accounts (12 digits) whose stacks promote this stack's models: they may read the model bucket's
+    `training/` prefix, pull the serving image and decrypt both with this stack's key (cross-account promotion)."""
 
 
 class ImageSettings(_Section):
@@ -282,6 +285,9 @@ class ModelSourceSettings(_Section):
     """Model package group to deploy from (source `registry`), e.g. `mlplatform-dev`."""
     package_version: Annotated[int, Field(ge=1)] | None = None
     """Approved version to deploy (source `registry`); unset: the latest approved (not allowed in prod)."""
+    copy_artifacts: bool = True
+    """Copy a promoted model's files (source `stack` or `pinned`) into this stack's model bucket and serve them from
+    there, so this stack keeps serving, scaling and rolling back when the source stack's bucket is gone."""
 
     @model_validator(mode="after")
     def _rules(self) -> ModelSourceSettings:

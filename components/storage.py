@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import NotRequired, TypedDict
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -21,22 +22,77 @@ class ArtifactStoreArgs(TypedDict):
     """Let `pulumi destroy` delete buckets that still hold objects (dev only)."""
     protect: NotRequired[bool]
     """Protect the key and the buckets against deletion (prod)."""
+    promotion_reader_accounts: NotRequired[Sequence[str]]
+    """Accounts whose stacks promote this stack's models (cross-account): read `training/` in the model bucket and
+    decrypt with the key, through S3 and ECR only."""
 
 
-def tls_only_policy(bucket_arn: str) -> str:
-    """Bucket policy that denies every request not made over TLS (AWS's `aws:SecureTransport` pattern)."""
+# Where training jobs write their model files (components/training.py): what a promoting account may read.
+PROMOTED_MODELS_PREFIX = "training/"
+
+
+def tls_only_policy(bucket_arn: str, reader_accounts: Sequence[str] = ()) -> str:
+    """Bucket policy that denies every request not made over TLS (AWS's `aws:SecureTransport` pattern), and lets
+    `reader_accounts` (cross-account promotion) list and read the trained models under `training/`."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+    if reader_accounts:
+        partition = bucket_arn.split(":")[1]
+        principals = [f"arn:{partition}:iam::{a}:root" for a in sorted(set(reader_accounts))]
+        statements += [
+            {
+                "Sid": "PromotingAccountsReadModels",
+                "Effect": "Allow",
+                "Principal": {"AWS": principals},
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{PROMOTED_MODELS_PREFIX}*",
+            },
+            {
+                "Sid": "PromotingAccountsListModels",
+                "Effect": "Allow",
+                "Principal": {"AWS": principals},
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{PROMOTED_MODELS_PREFIX}*"]}},
+            },
+        ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def key_policy(partition: str, account: str, region: str, reader_accounts: Sequence[str]) -> str:
+    """The key's policy when other accounts promote from this stack: the account keeps full control (AWS's default
+    key policy statement), and the promoting accounts may decrypt, only through S3 and ECR of this region."""
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
+                    "Sid": "EnableIAMUserPermissions",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "PromotingAccountsDecrypt",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in sorted(set(reader_accounts))]},
+                    "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {
+                            "kms:ViaService": [f"s3.{region}.amazonaws.com", f"ecr.{region}.amazonaws.com"]
+                        }
+                    },
+                },
             ],
         }
     )
@@ -70,11 +126,23 @@ class ArtifactStore(pulumi.ComponentResource):
         protect = args.get("protect", False)
         child = pulumi.ResourceOptions(parent=self, protect=protect)
 
+        readers = list(args.get("promotion_reader_accounts", []))
+        policy: pulumi.Output[str] | None = None
+        if readers:
+            invoke = pulumi.InvokeOutputOptions(parent=self)
+            identity = aws.get_caller_identity_output(opts=invoke)
+            partition = aws.get_partition_output(opts=invoke)
+            region = aws.get_region_output(opts=invoke)
+            policy = pulumi.Output.all(partition.partition, identity.account_id, region.region).apply(
+                lambda v: key_policy(v[0], v[1], v[2], readers)
+            )
         key = aws.kms.Key(
             f"{name}-key",
             description=f"{name}: encrypts ML data, models, captured inference data and images",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            # Without promoting accounts: AWS's default key policy (the account controls the key through IAM).
+            policy=policy,
             opts=child,
         )
         aws.kms.Alias(
@@ -92,6 +160,7 @@ class ArtifactStore(pulumi.ComponentResource):
                 noncurrent_version_days=args["noncurrent_version_days"],
                 expire_current_after_days=args["capture_retention_days"] if role == "capture" else None,
                 force_destroy=args.get("force_destroy", False),
+                reader_accounts=readers if role == "models" else [],
                 opts=child,
             )
 
@@ -119,6 +188,7 @@ class ArtifactStore(pulumi.ComponentResource):
         noncurrent_version_days: int,
         expire_current_after_days: int | None,
         force_destroy: bool,
+        reader_accounts: Sequence[str],
         opts: pulumi.ResourceOptions,
     ) -> aws.s3.Bucket:
         bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts)
@@ -163,7 +233,7 @@ class ArtifactStore(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
-            policy=bucket.arn.apply(tls_only_policy),
+            policy=bucket.arn.apply(lambda arn: tls_only_policy(arn, reader_accounts)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         rules: list[aws.s3.BucketLifecycleConfigurationRuleArgsDict] = [

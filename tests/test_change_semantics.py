@@ -23,9 +23,12 @@ def test_changing_rollback_alarms_replaces_the_endpoint() -> None:
     assert effect_of(ENDPOINT, [path]) is Effect.REPLACEMENT
 
 
-def test_changing_traffic_routing_updates_the_endpoint_in_place() -> None:
+def test_changing_traffic_routing_is_a_blue_green_rollout() -> None:
+    """The provider sends UpdateEndpoint with the DeploymentConfig whenever `deployment_config` changes
+    (terraform-provider-aws internal/service/sagemaker/endpoint.go, resourceEndpointUpdate): a new fleet."""
     path = "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration.waitIntervalInSeconds"
-    assert effect_of(ENDPOINT, [path]) is Effect.IN_PLACE
+    assert effect_of(ENDPOINT, [path]) is Effect.BLUE_GREEN
+    assert effect_of(ENDPOINT, ["deploymentConfig.blueGreenUpdatePolicy.terminationWaitInSeconds"]) is Effect.BLUE_GREEN
 
 
 def test_tag_changes_never_replace() -> None:
@@ -112,6 +115,19 @@ def test_new_image_propagates_to_a_rollout_with_routing_and_duration() -> None:
     assert "**blue/green rollout**" in text
     assert "canary 10% -> bake 15 min" in text
     assert "`mlplatform-prod-rollback-5xx`" in text
+
+
+def test_rollout_settings_only_change_reads_as_a_new_fleet_of_the_same_model_with_its_start_count() -> None:
+    """Canary 25 -> 32 and nothing else: a blue/green rollout with its plan, the same model, and the count the new
+    fleet starts with (tests/lifecycle.py P1, S1)."""
+    diff = diff_plans("prod", _plan("repo@sha256:aaa", 10, 25, 600), _plan("repo@sha256:aaa", 10, 32, 600))
+    assert [(c.ref, c.effect) for c in diff.changed] == [(f"{ENDPOINT}::e", Effect.BLUE_GREEN)]
+    rollout = diff.rollouts[0]
+    assert rollout.same_model
+    assert rollout.routing.startswith("canary 32% -> bake 10 min")
+    text = render_markdown([diff], "main")
+    assert "starting with 10 instances" in text
+    assert "same model and image: only the rollout settings changed" in text
 
 
 def test_identical_plans_have_no_changes() -> None:

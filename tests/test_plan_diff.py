@@ -67,13 +67,14 @@ def test_rollout_and_model_change_read_as_blue_green_with_config_replacement(two
     assert "**blue/green rollout**" in endpoint_line
     assert "**replacement**" in config_line
     assert "traffic: canary 10% -> bake 15 min -> 100% -> bake 15 min" in markdown
-    assert PINNED_MODEL in markdown
+    # Prod serves its own copies of the promoted model (components/promotion.py, components/image_promotion.py).
+    assert "/promoted/" + PINNED_MODEL.removeprefix("s3://") in markdown
     assert "**(changed)**" in markdown
     assert "longest time: 45 min" in markdown
     machine = json.loads((out / "diff.json").read_text())
     rollout = machine["stacks"][0]["rollouts"][0]
-    assert rollout["after"]["model_data"] == PINNED_MODEL
-    assert rollout["after"]["image"] == PINNED_IMAGE
+    assert rollout["after"]["model_data"].endswith("/promoted/" + PINNED_MODEL.removeprefix("s3://"))
+    assert rollout["after"]["image"].endswith("-serving-promoted@" + PINNED_IMAGE.partition("@")[2])
 
 
 def test_dev_is_unchanged_by_a_prod_only_change(two_commits: tuple[Path, str]) -> None:

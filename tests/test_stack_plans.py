@@ -42,8 +42,26 @@ def test_prod_does_not_train_and_promotes_devs_model(prod_plan: Plan) -> None:
         if r["name"].endswith("model-source")
     ] == ["organization/mlplatform/dev"]
     container = prod_plan.one(MODEL)["inputs"]["primaryContainer"]
-    assert container["image"] == dev_outputs()["servingImage"]
-    assert container["modelDataSource"]["s3DataSources"][0]["s3Uri"] == dev_outputs()["modelDataUri"]
+    # The same image (same digest) from prod's own repository, and prod's own copy of the files
+    # (components/image_promotion.py, components/promotion.py).
+    dev_image = dev_outputs()["servingImage"]
+    assert container["image"].endswith("/mlplatform-prod-serving-promoted@" + dev_image.partition("@")[2])
+    # Prod reads its own copy of dev's files (components/promotion.py), copied from dev's prefix.
+    dev_prefix = dev_outputs()["modelDataUri"].removeprefix("s3://")
+    served = container["modelDataSource"]["s3DataSources"][0]["s3Uri"]
+    assert served == f"s3://{prod_plan.outputs['modelBucket']}/promoted/{dev_prefix}"
+    sources = sorted(r["inputs"]["source"] for r in prod_plan.of_type("aws:s3/objectCopy:ObjectCopy"))
+    assert sources == sorted(
+        dev_prefix + f
+        for f in (
+            "model.onnx",
+            "model.int8.onnx",
+            "manifest.json",
+            "evaluation.json",
+            "baseline/statistics.json",
+            "baseline/constraints.json",
+        )
+    )
 
 
 def test_both_stacks_have_model_config_and_endpoint(any_plan: Plan) -> None:

@@ -184,6 +184,18 @@ EXAMPLES: dict[str, Example] = {
         "serverSideEncryption",
         "one of AES256",
     ),
+    "aws:s3/objectCopy:ObjectCopy": (
+        {
+            "bucket": BUCKET,
+            "key": "promoted/mlplatform-dev-models-0a1b2c3/training/job-1/output/model/model.onnx",
+            "source": "mlplatform-dev-models-0a1b2c3/training/job-1/output/model/model.onnx",
+            "serverSideEncryption": "aws:kms",
+            "bucketKeyEnabled": True,
+        },
+        _set("serverSideEncryption", "kms"),
+        "serverSideEncryption",
+        "one of AES256",
+    ),
     "aws:kms/key:Key": (
         {
             "description": "mlplatform-dev: encrypts ML data",

@@ -460,6 +460,34 @@ MAPPINGS: dict[str, ResourceMapping] = {
         },
         tags=None,
     ),
+    # A promoted model file copied into this stack's bucket (components/promotion.py): one CopyObject.
+    "aws:s3/objectCopy:ObjectCopy": ResourceMapping(
+        "s3",
+        "CopyObject",
+        fields={
+            "source": "CopySource",
+            "copyIfMatch": "CopySourceIfMatch",
+            "copyIfModifiedSince": "CopySourceIfModifiedSince",
+            "copyIfNoneMatch": "CopySourceIfNoneMatch",
+            "copyIfUnmodifiedSince": "CopySourceIfUnmodifiedSince",
+            "customerAlgorithm": "SSECustomerAlgorithm",
+            "customerKeyMd5": "SSECustomerKeyMD5",
+            "kmsEncryptionContext": "SSEKMSEncryptionContext",
+            "sourceCustomerAlgorithm": "CopySourceSSECustomerAlgorithm",
+            "sourceCustomerKeyMd5": "CopySourceSSECustomerKeyMD5",
+            "websiteRedirect": "WebsiteRedirectLocation",
+        },
+        ignored={
+            "kmsKeyId": "a sensitive input of the provider: the plan records it as a secret, not a string",
+            "customerKey": "a sensitive input (SSE-C key), recorded as a secret",
+            "sourceCustomerKey": "a sensitive input (SSE-C key), recorded as a secret",
+            "forceDestroy": "provider behaviour on delete, not sent to AWS",
+            "grants": "the provider turns each grant into a Grant* header",
+            "overrideProvider": "provider settings for this resource, not sent to AWS",
+            "tags": "sent URL-encoded in the Tagging header, a plain string in the model",
+        },
+        tags=None,
+    ),
     # --- KMS --------------------------------------------------------------------------------------------------
     "aws:kms/key:Key": ResourceMapping(
         "kms",

@@ -47,9 +47,17 @@ ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 MODEL = "aws:sagemaker/model:Model"
 
 TABLE: dict[str, TypeSemantics] = {
+    # The provider calls UpdateEndpoint (a blue/green deployment of a new fleet) when the config name OR the
+    # deployment config changed (terraform-provider-aws internal/service/sagemaker/endpoint.go,
+    # resourceEndpointUpdate: `d.HasChanges("endpoint_config_name", "deployment_config")`); only
+    # auto_rollback_configuration and name are ForceNew in its schema.
     ENDPOINT: TypeSemantics(
         replace_on=("name", "deploymentConfig.autoRollbackConfiguration"),
-        rollout_on=("endpointConfigName",),
+        rollout_on=(
+            "endpointConfigName",
+            "deploymentConfig.blueGreenUpdatePolicy",
+            "deploymentConfig.rollingUpdatePolicy",
+        ),
         dependency_effect=Effect.BLUE_GREEN,
         protected=True,
     ),

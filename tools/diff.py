@@ -77,6 +77,8 @@ class Rollout:
     routing: str
     alarms: list[str]
     longest_minutes: int
+    same_model: bool = False
+    """Only the rollout settings changed: SageMaker still brings up a whole new fleet, of the same model."""
 
     def as_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -302,13 +304,15 @@ def _rollout(endpoint_ref: str, before: dict[str, Any], after: dict[str, Any]) -
     deployment = _first(after[endpoint_ref]["inputs"].get("deploymentConfig"))
     routing, longest = describe_routing(deployment)
     alarms = [a.get("alarmName") for a in _first(deployment.get("autoRollbackConfiguration")).get("alarms", [])]
+    old_view, new_view = _endpoint_view(endpoint_ref, before), _endpoint_view(endpoint_ref, after)
     return Rollout(
         endpoint=after[endpoint_ref]["inputs"].get("name", endpoint_ref),
-        before=_endpoint_view(endpoint_ref, before),
-        after=_endpoint_view(endpoint_ref, after),
+        before=old_view,
+        after=new_view,
         routing=routing,
         alarms=[a for a in alarms if a],
         longest_minutes=longest,
+        same_model=all(old_view.get(k) == new_view.get(k) for k in ("image", "model_data")),
     )
 
 
@@ -355,8 +359,16 @@ def render_markdown(diffs: list[StackDiff], base_ref: str) -> str:
                 mark = " **(changed)**" if a != b else ""
                 # Full values here: a reviewer must see exactly which image digest and model go live.
                 lines.append(f"| {key.replace('_', ' ')} | `{_short(a, 400)}` | `{_short(b, 400)}`{mark} |")
+            start = r.after.get("instance_count", "-")
             lines += [
                 "",
+                f"- new fleet: every instance replaced, starting with {start} instances (the config's initial count:"
+                " the provider never sends RetainAllVariantProperties)",
+                *(
+                    ["- same model and image: only the rollout settings changed, SageMaker still runs a blue/green"]
+                    if r.same_model
+                    else []
+                ),
                 f"- traffic: {r.routing}",
                 f"- rollback alarms: {', '.join(f'`{a}`' for a in r.alarms) or 'none'}",
                 f"- longest time: {r.longest_minutes} min",

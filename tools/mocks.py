@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +65,18 @@ def urn_to_ref(urn: str) -> str:
 class PlatformMocks(pulumi.runtime.Mocks):
     """Fills the outputs a real provider computes (arn, id, name, bucket, digest...) and answers invokes."""
 
-    def __init__(self, region: str = MOCK_REGION, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        region: str = MOCK_REGION,
+        stack_outputs: dict[str, dict[str, Any]] | None = None,
+        namer: Callable[[str, str, dict[str, Any]], str | None] | None = None,
+    ) -> None:
         self.region = region
         # Outputs of other stacks, answered to `StackReference`s by fully qualified stack name.
         self.stack_outputs = stack_outputs or {}
+        # (type, logical name, inputs) -> the physical name of an auto-named resource, or None for the default:
+        # the lifecycle harness (tests/lifecycle.py) names a replaced resource anew, as Pulumi's auto-naming does.
+        self.namer = namer
 
     # --- resources -----------------------------------------------------------------------------------------
 
@@ -94,6 +103,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             inputs.get("name")
             or inputs.get("pipelineName")
             or inputs.get("modelPackageGroupName")
+            or (self.namer(typ, name, inputs) if self.namer else None)
             or f"{name}-{_suffix(typ, name)}"
         )
         state: dict[str, Any] = {**inputs, "id": physical}

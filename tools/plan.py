@@ -83,10 +83,14 @@ def run_program(
     program: Path | Callable[[], Any] = REPO / "__main__.py",
     stack_outputs: dict[str, dict[str, Any]] | None = None,
     secret_keys: set[str] | None = None,
+    live_reader: Callable[[str, str, str], Any] | None = None,
+    namer: Callable[[str, str, dict[str, Any]], str | None] | None = None,
 ) -> Plan:
     """Run a Pulumi program under the mock runtime with `config`; return what it registered and exported.
 
     `program` is a `__main__.py` path, or a callable that creates resources (component tests use that).
+    `live_reader` answers the program's read of the live endpoint (`components.endpoint_live`); by default no
+    endpoint exists yet, as before a first deployment. `namer` names auto-named resources (`PlatformMocks`).
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -94,9 +98,10 @@ def run_program(
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
+    from components.endpoint_live import set_live_reader
     from tools.mocks import MOCK_REGION, PlatformMocks, RecordingMonitor
 
-    mocks = PlatformMocks(region=str(config.get("aws:region", MOCK_REGION)), stack_outputs=stack_outputs)
+    mocks = PlatformMocks(region=str(config.get("aws:region", MOCK_REGION)), stack_outputs=stack_outputs, namer=namer)
     monitor = RecordingMonitor(mocks)
     if secret_keys is None:
         # A config built by hand (tests, tools) holds secret settings as if set with `--secret`.
@@ -125,7 +130,12 @@ def run_program(
             finally:
                 sys.path.remove(str(path.parent))
 
-    _sync_await(run_pulumi_func(body))
+    # Offline, no AWS is read: the live endpoint comes from the caller (the lifecycle harness) or does not exist.
+    previous_reader = set_live_reader(live_reader or (lambda _name, _variant, _region: None))
+    try:
+        _sync_await(run_pulumi_func(body))
+    finally:
+        set_live_reader(previous_reader)
 
     root = runtime_settings.get_root_resource()
     raw_outputs: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
