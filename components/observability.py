@@ -1,10 +1,10 @@
 """`EndpointObservability`: the alarm topic, the CloudWatch alarms and the dashboard of one SageMaker endpoint.
 
 Alarms watch the whole endpoint (all fleets) and notify people; the rollback alarms that watch a new fleet during
-a blue/green rollout live with the endpoint (DESIGN decision 3). With the `pipeline` monitor, drift and monitor
-failures are alarms on the metrics our monitor image and SageMaker Pipelines publish (`monitoring/metrics_contract.py`);
-Model Monitor's built-in analyzer publishes only per-feature metrics, so with `model-monitor` they are EventBridge
-rules on its runs' state changes, which notify the same topic.
+a blue/green rollout live with the endpoint (docs/architecture.md, decision 3). With the `pipeline` monitor, drift and
+monitor failures are alarms on the metrics our monitor image and SageMaker Pipelines publish
+(`monitoring/metrics_contract.py`); Model Monitor's built-in analyzer publishes only per-feature metrics, so with
+`model-monitor` they are EventBridge rules on its runs' state changes, which notify the same topic.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ PROJECT = "mlplatform"
 
 # Instance families that carry local NVMe instance storage. SageMaker rejects a KMS key for the storage volume
 # of these (the data already sits on hardware-encrypted instance store), so `kms_key_arn` on an endpoint
-# config and `volume_kms_key_id` on a training job must be left out for them (DESIGN decision 4).
+# config and `volume_kms_key_id` on a training job must be left out for them (docs/architecture.md, decision 4).
 _NVME_FAMILIES = frozenset(
     {
         "g4dn",
@@ -65,7 +65,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 
 # The AWS provider waits about 45 minutes for an endpoint to reach InService; a blue/green rollout that can
-# take longer makes `pulumi up` fail while SageMaker is still rolling (DESIGN decision 2).
+# take longer makes `pulumi up` fail while SageMaker is still rolling (docs/architecture.md, decision 2).
 PROVIDER_ENDPOINT_WAIT_SECONDS = 45 * 60
 # Time allowed for SageMaker to provision and health-check the new fleet before traffic shifting starts.
 FLEET_PROVISIONING_ALLOWANCE_SECONDS = 10 * 60
