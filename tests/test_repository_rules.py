@@ -5,9 +5,11 @@
   than `-` and `_` dropped; each space a `-`; a repeated slug gets `-1`, `-2`: github/cmark-gfm's
   `extensions/autolink` does not do this, GitHub's renderer does, as documented in GitHub Docs "Basic writing
   and formatting syntax", section "Section links").
-- Every repository path cited in backticks (`` `tests/test_x.py` ``) exists, or is a build output git ignores.
+- Every repository path cited in backticks (a top-level folder, then a path) exists, or is a build output git
+  ignores.
 - Every code comment's `docs/architecture.md, decision N` names a decision the document has.
-- No file refers to notes outside the repository (a `../shared/` folder, a design note by its file name).
+- No file refers to notes outside the repository (a shared folder beside the
+  checkout, a design note by its file name).
 - The containers (training/, serving/, monitoring/) never import Pulumi, and the program (components/) imports
   from the containers only their small contract modules.
 """
@@ -53,7 +55,8 @@ OUTSIDE = re.compile(
 
 
 def tracked_files() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True, text=True)
+    command = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(command, cwd=ROOT, capture_output=True, check=True, text=True)
     return [ROOT / name for name in listed.stdout.split("\0") if name and (ROOT / name).is_file()]
 
 
