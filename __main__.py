@@ -4,6 +4,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import outputs
+from components.cost import CostGuard, CostGuardArgs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.images import ContainerImage
 from components.kubernetes import KubernetesModelService, kubeconfig_text
@@ -246,6 +247,12 @@ if serves_sagemaker:
     pulumi.export(outputs.DASHBOARD_URL, observability.dashboard_url)
     pulumi.export(outputs.MONITOR_SCHEDULE_NAME, monitor.schedule_name)
     pulumi.export(outputs.MONITOR_REPORTS_URI, monitor.reports_uri)
+
+# --- cost guard rails: the stack's budget alerts its alarm topic (or the alarm addresses without one) -------
+cost_args: CostGuardArgs = {"stack": settings.stack, "settings": settings.cost, "emails": settings.alarms.emails}
+if serves_sagemaker:
+    cost_args.update(topic_arn=observability.topic_arn, endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
+CostGuard(name, cost_args, opts=opts)
 
 # --- the output contract (components/outputs.py) ----------------------------------------------------------
 pulumi.export(outputs.REGION, settings.project.region)

@@ -473,6 +473,30 @@ class PolicySettings(_Section):
         return self
 
 
+class CostSettings(_Section):
+    """Cost guard rails: the stack's AWS Budgets budget and the idle-endpoint alarm (docs/costs.md)."""
+
+    prefix: ClassVar[str] = "cost"
+
+    budget_monthly_usd: Annotated[int, Field(ge=1, le=10_000_000)] = 500
+    """Monthly AWS Budgets cost budget of this stack in USD, over the costs tagged `stack=<stack>`."""
+    budget_alert_percents: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [80, 100])
+    """Actual-spend alerts to the alarm topic, in percent of the budget (1-4 distinct values; a forecast alert
+    at 100% is always added)."""
+    idle_alarm_hours: Annotated[int, Field(ge=0, le=24)] = 0
+    """Alarm after this many hours without one invocation while the endpoint's instances are billed (0: off)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> CostSettings:
+        percents = self.budget_alert_percents
+        if not 1 <= len(percents) <= 4 or len(set(percents)) != len(percents):
+            raise ValueError(
+                f"mlplatform:costBudgetAlertPercents: got {percents}; allowed are 1 to 4 distinct percentages "
+                "(AWS Budgets allows 5 notifications per budget, one is the forecast alert)"
+            )
+        return self
+
+
 # --- Kubernetes serving target (issue 10) --------------------------------------------------------------------
 
 # Cluster minor versions whose OpenAPI schemas the manifests are checked against (kubernetes-validate's range).
@@ -884,6 +908,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "policy": PolicySettings,
     "serving": ServingSettings,
     "kubernetes": KubernetesSettings,
+    "cost": CostSettings,
 }
 
 
@@ -907,6 +932,7 @@ class StackSettings(BaseModel):
     policy: PolicySettings
     serving: ServingSettings
     kubernetes: KubernetesSettings
+    cost: CostSettings
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> StackSettings:
@@ -925,6 +951,11 @@ class StackSettings(BaseModel):
         if self.project.environment == "prod" and self.storage.force_destroy:
             errors.append("mlplatform:storageForceDestroy must be false in a prod environment")
         errors += kubernetes_errors(self.serving, self.kubernetes, self.model, self.stack)
+        if self.cost.idle_alarm_hours and self.serving.target == "kubernetes":
+            errors.append(
+                f"mlplatform:costIdleAlarmHours ({self.cost.idle_alarm_hours}) watches the SageMaker endpoint, "
+                "which mlplatform:servingTarget kubernetes does not create: set it to 0 or serve on sagemaker/both"
+            )
         if errors:
             raise ValueError("; ".join(errors))
         return self

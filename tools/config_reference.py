@@ -55,13 +55,19 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+def _item_type(list_type: Any) -> str:
+    """`integer` for a list of integers (`costBudgetAlertPercents`), else `string`."""
+    args = typing.get_args(list_type)
+    return "integer" if args and _base_type(args[0]) is int else "string"
+
+
 def type_name(annotation: Any) -> str:
     base = _base_type(annotation)
     origin = typing.get_origin(base)
     if origin is typing.Literal:
         return " \\| ".join(f"`{v}`" for v in typing.get_args(base))
     if origin is list:
-        return "list of string"
+        return f"list of {_item_type(base)}"
     if base is dict or origin is dict:
         return "JSON map (string)"
     return {int: "integer", bool: "boolean", str: "string", float: "number"}.get(base, str(base))
@@ -82,7 +88,7 @@ def pulumi_type(annotation: Any, default: Any = ...) -> dict[str, Any]:
         return {"type": "string"}
     origin = typing.get_origin(base)
     if origin is list:
-        return {"type": "array", "items": {"type": "string"}}
+        return {"type": "array", "items": {"type": _item_type(base)}}
     if base is dict or origin is dict:
         return {"type": "object"}
     if base is int:
