@@ -123,6 +123,7 @@ promoted_keys = [model.source_kms_key_arn] if model.source_kms_key_arn is not No
 # --- Kubernetes serving target ----------------------------------------------------------------------------
 # The same serving image on an existing cluster (docs/kubernetes.md), beside or instead of the SageMaker endpoint.
 serves_sagemaker = settings.serving.target in ("sagemaker", "both")
+alarm_topic_arn: pulumi.Output[str] | None = None  # the SageMaker endpoint's alarm topic, when there is one
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
     if k8s_settings.kubeconfig is not None:
@@ -185,6 +186,7 @@ if serves_sagemaker:
             else quality_schedule_name_for(endpoint_name)
         )
     observability = EndpointObservability(f"{name}-observability", observability_args, opts=opts)
+    alarm_topic_arn = observability.topic_arn
 
     # This stack's own last outputs (a StackReference to itself reads the previous update's outputs): the
     # endpoint refuses an instance-type change while autoscaling is attached, which AWS would block mid-update.
@@ -250,8 +252,8 @@ if serves_sagemaker:
 
 # --- cost guard rails: the stack's budget alerts its alarm topic (or the alarm addresses without one) -------
 cost_args: CostGuardArgs = {"stack": settings.stack, "settings": settings.cost, "emails": settings.alarms.emails}
-if serves_sagemaker:
-    cost_args.update(topic_arn=observability.topic_arn, endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
+if alarm_topic_arn is not None:
+    cost_args.update(topic_arn=alarm_topic_arn, endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
 CostGuard(name, cost_args, opts=opts)
 
 # --- the output contract (components/outputs.py) ----------------------------------------------------------
