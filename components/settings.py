@@ -1123,7 +1123,7 @@ def load_settings(
         if key not in accepted:
             close = [k for k in accepted if k.lower() == key.lower() or _edit_distance(k, key) <= 2]
             hint = f" (did you mean {', '.join(f'{PROJECT}:{c}' for c in close)}?)" if close else ""
-            problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in README.md")
+            problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in docs/reference.md")
             continue
         section, field = accepted[key]
         cls = SECTIONS[section]

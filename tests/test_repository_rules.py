@@ -227,3 +227,29 @@ def test_program_imports_only_the_containers_contract_modules(tmp_path: Path) ->
         "serving.model",
         "training.metrics",
     }
+
+
+README_LIMIT_BYTES = 15 * 1024
+README_SECTIONS = (
+    "Scope",
+    "Prerequisites",
+    "Two commands",
+    "Deploying for real",
+    "First deployment",
+    "Teardown",
+    "Bringing your own data and model",
+    "VPC",
+    "Where to go next",
+)
+
+
+def test_readme_stays_short_with_the_sections_a_newcomer_reads_first() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= README_LIMIT_BYTES
+    headings = [h.strip() for h in re.findall(r"^#{2,3} (.+)$", readme, flags=re.MULTILINE)]
+    assert [s for s in README_SECTIONS if s not in headings] == []
+    # The generated reference tables live in docs/reference.md, not here.
+    assert "config-reference:begin" not in readme
+    assert "config-reference:begin" in (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    for command in ("make local", "make test", "pulumi up", "pulumi destroy"):
+        assert command in readme
