@@ -7,6 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import outputs
+from components.cost import CostGuard, CostGuardArgs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.endpoint_live import read_live_endpoint
 from components.image_promotion import PromotedImage, RepositoryPullGrant
@@ -231,6 +232,7 @@ if serves_sagemaker and settings.model.source != "train" and settings.model.copy
 
 # --- Kubernetes serving target ----------------------------------------------------------------------------
 # The same serving image on an existing cluster (docs/kubernetes.md), beside or instead of the SageMaker endpoint.
+alarm_topic_arn: pulumi.Output[str] | None = None  # the SageMaker endpoint's alarm topic, when there is one
 if settings.serving.target in ("kubernetes", "both"):
     k8s_settings = settings.kubernetes
     if k8s_settings.kubeconfig is not None:
@@ -293,6 +295,7 @@ if serves_sagemaker:
             else quality_schedule_name_for(endpoint_name)
         )
     observability = EndpointObservability(f"{name}-observability", observability_args, opts=opts)
+    alarm_topic_arn = observability.topic_arn
 
     endpoint = ModelEndpoint(
         f"{name}-endpoint",
@@ -386,6 +389,12 @@ if settings.lifecycle.enabled:
         pipeline_args["drift_alarm_name"] = alarm_name(endpoint_name, "drift-violations")
     TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
 # --- end of the model lifecycle ---------------------------------------------------------------------------
+
+# --- cost guard rails: the stack's budget alerts its alarm topic (or the alarm addresses without one) -------
+cost_args: CostGuardArgs = {"stack": settings.stack, "settings": settings.cost, "emails": settings.alarms.emails}
+if alarm_topic_arn is not None:
+    cost_args.update(topic_arn=alarm_topic_arn, endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
+CostGuard(name, cost_args, opts=opts)
 
 # --- the output contract (components/outputs.py) ----------------------------------------------------------
 pulumi.export(outputs.REGION, settings.project.region)

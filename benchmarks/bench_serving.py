@@ -49,7 +49,7 @@ NICE = ["nice", "-n", "-20"] if os.geteuid() == 0 else []
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 N_FEATURES = 30
-HIDDEN = (256, 256)  # the tabular MLP of DESIGN.md's performance facts: 30 -> 256 -> 256 -> 2
+HIDDEN = (256, 256)  # a small tabular MLP: 30 -> 256 -> 256 -> 2
 ENV_PINS = {
     "flask": ["flask==3.1.3", "gunicorn==23.0.0", "gevent==25.9.1", "onnxruntime==1.32.0", "numpy==2.4.6"],
     "mms": ["multi-model-server==1.1.11", "sagemaker-inference==1.10.1", "onnxruntime==1.32.0", "numpy==2.4.6"],

@@ -2,7 +2,7 @@
 
 One model version is one auto-named `Model` plus one auto-named `EndpointConfiguration` (kept on delete); the
 `Endpoint` keeps one deterministic name and moves from config to config with SageMaker's blue/green update,
-guarded by two rollback alarms whose names never change (DESIGN decisions 1-4 and 7).
+guarded by two rollback alarms whose names never change (docs/architecture.md, decisions 1-4 and 7).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def parse_ecr_image(image: str) -> tuple[str, str, str]:
 def parse_model_prefix(uri: str) -> tuple[str, str]:
     """`s3://bucket/models/job-1/output/` -> ("bucket", "models/job-1/output/"); the prefix always ends in '/'.
 
-    The model files are read uncompressed from this prefix (DESIGN decision 6), so the role may read it and
-    nothing else in the bucket; the trailing slash keeps `job-1` from also granting `job-10`.
+    The model files are read uncompressed from this prefix (docs/architecture.md, decision 6), so the role may read it
+    and nothing else in the bucket; the trailing slash keeps `job-1` from also granting `job-10`.
     """
     match = _S3_PREFIX.match(uri)
     if not match or not match["key"].strip("/"):
@@ -109,7 +109,9 @@ def validate_rollout(
     alarms: AlarmSettings,
     autoscaling: AutoscalingSettings,
 ) -> None:
-    """Raise `EndpointConfigError` naming every broken blue/green or autoscaling rule (DESIGN decision 2).
+    """Raise `EndpointConfigError` naming every broken blue/green or autoscaling rule.
+
+    The rules are docs/architecture.md, decision 2.
 
     `load_settings` applies the same rules to a stack's config; this repeats them for direct use of the
     component, so nothing invalid reaches AWS whichever way the settings were built.
@@ -124,7 +126,7 @@ def instance_type_change_error(
     previous_autoscaling_enabled: bool | None,
     instance_type: str,
 ) -> str | None:
-    """Why this deployment must not change the instance type, or None when it may (DESIGN decision 7).
+    """Why this deployment must not change the instance type, or None when it may (docs/architecture.md, decision 7).
 
     Application Auto Scaling refuses `UpdateEndpoint` when the new config changes the instance type of a variant
     that is a registered scalable target; the provider only learns that minutes into `pulumi up`, after the new
@@ -351,7 +353,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             },
             # The storage-volume key only where the instance has an EBS volume: instance types with local NVMe
             # (g4dn, g5, p4d, *d...) keep the model on hardware-encrypted instance store, and SageMaker rejects
-            # a KMS key for them (DESIGN decision 4).
+            # a KMS key for them (docs/architecture.md, decision 4).
             kms_key_arn=None if has_local_nvme(settings.instance_type) else args["kms_key_arn"],
             # Kept in AWS when Pulumi replaces it: during and after a blue/green update SageMaker may roll the
             # endpoint back to the previous config, which must still exist then.
@@ -605,8 +607,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         """After the provider reports the endpoint created or updated, check SageMaker really serves the new config.
 
         The provider waits for InService and reports success even when SageMaker rolled the update back to the
-        old config (DESIGN decision 1); the hook fails `pulumi up` then. Not registered in previews: there is no
-        deployment to check.
+        old config (docs/architecture.md, decision 1); the hook fails `pulumi up` then. Not registered in previews:
+        there is no deployment to check.
         """
         if not args.get("verify_deployment", True) or pulumi.runtime.is_dry_run():
             return None

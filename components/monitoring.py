@@ -1,4 +1,6 @@
-"""`DriftMonitor`: hourly drift analysis of an endpoint's captured data, on one of two backends (DESIGN 8).
+"""`DriftMonitor`: hourly drift analysis of an endpoint's captured data, on one of two backends.
+
+Why two: docs/architecture.md, decision 8.
 
 - `model-monitor`: SageMaker Model Monitor, a `DataQualityJobDefinition` run hourly by a `MonitoringSchedule`,
   with AWS's built-in analyzer image. Model Monitor is closed to new customers (AWS "Model Monitor availability
@@ -245,7 +247,7 @@ def pipeline_definition(
 
     cluster: dict[str, Any] = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": VOLUME_SIZE_GB}
     if not has_local_nvme(instance_type):
-        # SageMaker refuses a volume key for instance types with local NVMe storage (DESIGN decision 4).
+        # SageMaker refuses a volume key for instance types with local NVMe storage (docs/architecture.md, decision 4).
         cluster["VolumeKmsKeyId"] = kms_key_arn
 
     arguments: dict[str, Any] = {
@@ -891,7 +893,8 @@ class DriftMonitor(pulumi.ComponentResource):
             "volume_size_in_gb": VOLUME_SIZE_GB,
         }
         if not has_local_nvme(settings.instance_type):
-            # SageMaker refuses a volume key for instance types with local NVMe storage (DESIGN decision 4).
+            # SageMaker refuses a volume key for instance types with local NVMe storage
+            # (docs/architecture.md, decision 4).
             cluster["volume_kms_key_id"] = args["kms_key_arn"]
         network: aws.sagemaker.DataQualityJobDefinitionNetworkConfigArgsDict = {
             # The built-in analyzer only reads the files Model Monitor copies in and writes files it copies

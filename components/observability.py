@@ -1,10 +1,10 @@
 """`EndpointObservability`: the alarm topic, the CloudWatch alarms and the dashboard of one SageMaker endpoint.
 
 Alarms watch the whole endpoint (all fleets) and notify people; the rollback alarms that watch a new fleet during
-a blue/green rollout live with the endpoint (DESIGN decision 3). With the `pipeline` monitor, drift and monitor
-failures are alarms on the metrics our monitor image and SageMaker Pipelines publish (`monitoring/metrics_contract.py`);
-Model Monitor's built-in analyzer publishes only per-feature metrics, so with `model-monitor` they are EventBridge
-rules on its runs' state changes, which notify the same topic.
+a blue/green rollout live with the endpoint (docs/architecture.md, decision 3). With the `pipeline` monitor, drift and
+monitor failures are alarms on the metrics our monitor image and SageMaker Pipelines publish
+(`monitoring/metrics_contract.py`); Model Monitor's built-in analyzer publishes only per-feature metrics, so with
+`model-monitor` they are EventBridge rules on its runs' state changes, which notify the same topic.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def dashboard_url(region: str, name: str) -> str:
 
 
 def topic_key_policy(account_id: str, partition: str, region: str) -> str:
-    """Key policy of the alarm topic's key: the account administers it; CloudWatch alarms and EventBridge
-    rules of this account may encrypt messages to the topic (SNS SSE needs both on the publisher)."""
+    """Key policy of the alarm topic's key: the account administers it; CloudWatch alarms, EventBridge rules
+    and AWS Budgets of this account may encrypt messages to the topic (SNS SSE needs both on the publisher)."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -133,7 +133,10 @@ def topic_key_policy(account_id: str, partition: str, region: str) -> str:
                 {
                     "Sid": "AlarmsAndRulesPublishEncrypted",
                     "Effect": "Allow",
-                    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                    # AWS Budgets alerts (components/cost.py) publish to the same encrypted topic.
+                    "Principal": {
+                        "Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com", "budgets.amazonaws.com"]
+                    },
                     "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                     # In a key policy "*" means this key.
                     "Resource": "*",
@@ -145,7 +148,7 @@ def topic_key_policy(account_id: str, partition: str, region: str) -> str:
 
 
 def topic_policy(topic_arn: str, account_id: str, partition: str, region: str, rule_arns: Sequence[str]) -> str:
-    """Who may publish: this account's CloudWatch alarms and our EventBridge rules; TLS only."""
+    """Who may publish: this account's CloudWatch alarms, budgets and our EventBridge rules; TLS only."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "CloudWatchAlarmsPublish",
@@ -156,6 +159,19 @@ def topic_policy(topic_arn: str, account_id: str, partition: str, region: str, r
             "Condition": {
                 "StringEquals": {"aws:SourceAccount": account_id},
                 "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:*"},
+            },
+        },
+        {
+            # AWS Cost Management user guide, "Creating an Amazon SNS topic for budget notifications": the topic
+            # policy must let budgets.amazonaws.com publish; scoped to this account's budgets.
+            "Sid": "BudgetsPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "budgets.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnLike": {"aws:SourceArn": f"arn:{partition}:budgets::{account_id}:*"},
             },
         },
         {

@@ -36,7 +36,7 @@ MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 IMAGE_BUILDS: Final = "imageBuilds"
 
-# What each output means, with an example value shape; the README's output table is checked against this.
+# What each output means, with an example value shape; docs/reference.md's output table is generated from it.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
     REGION: ("AWS region of every resource in the stack", "us-east-1"),
     KMS_KEY_ARN: (

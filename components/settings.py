@@ -23,7 +23,7 @@ PROJECT = "mlplatform"
 
 # Instance families that carry local NVMe instance storage. SageMaker rejects a KMS key for the storage volume
 # of these (the data already sits on hardware-encrypted instance store), so `kms_key_arn` on an endpoint
-# config and `volume_kms_key_id` on a training job must be left out for them (DESIGN decision 4).
+# config and `volume_kms_key_id` on a training job must be left out for them (docs/architecture.md, decision 4).
 _NVME_FAMILIES = frozenset(
     {
         "g4dn",
@@ -68,7 +68,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 
 # The AWS provider waits about 45 minutes for an endpoint to reach InService; a blue/green rollout that can
-# take longer makes `pulumi up` fail while SageMaker is still rolling (DESIGN decision 2).
+# take longer makes `pulumi up` fail while SageMaker is still rolling (docs/architecture.md, decision 2).
 PROVIDER_ENDPOINT_WAIT_SECONDS = 45 * 60
 # Time allowed for SageMaker to provision and health-check the new fleet before traffic shifting starts.
 FLEET_PROVISIONING_ALLOWANCE_SECONDS = 10 * 60
@@ -505,6 +505,30 @@ class PolicySettings(_Section):
         if blank:
             raise ValueError(
                 f"mlplatform:policyExceptions needs a written reason (10+ characters) for {', '.join(blank)}"
+            )
+        return self
+
+
+class CostSettings(_Section):
+    """Cost guard rails: the stack's AWS Budgets budget and the idle-endpoint alarm (docs/costs.md)."""
+
+    prefix: ClassVar[str] = "cost"
+
+    budget_monthly_usd: Annotated[int, Field(ge=1, le=10_000_000)] = 500
+    """Monthly AWS Budgets cost budget of this stack in USD, over the costs tagged `stack=<stack>`."""
+    budget_alert_percents: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [80, 100])
+    """Actual-spend alerts to the alarm topic, in percent of the budget (1-4 distinct values; a forecast alert
+    at 100% is always added)."""
+    idle_alarm_hours: Annotated[int, Field(ge=0, le=24)] = 0
+    """Alarm after this many hours without one invocation while the endpoint's instances are billed (0: off)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> CostSettings:
+        percents = self.budget_alert_percents
+        if not 1 <= len(percents) <= 4 or len(set(percents)) != len(percents):
+            raise ValueError(
+                f"mlplatform:costBudgetAlertPercents: got {percents}; allowed are 1 to 4 distinct percentages "
+                "(AWS Budgets allows 5 notifications per budget, one is the forecast alert)"
             )
         return self
 
@@ -974,6 +998,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "serving": ServingSettings,
     "kubernetes": KubernetesSettings,
     "lifecycle": LifecycleSettings,
+    "cost": CostSettings,
 }
 
 
@@ -998,6 +1023,7 @@ class StackSettings(BaseModel):
     serving: ServingSettings
     kubernetes: KubernetesSettings
     lifecycle: LifecycleSettings = LifecycleSettings()
+    cost: CostSettings
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> StackSettings:
@@ -1031,6 +1057,11 @@ class StackSettings(BaseModel):
             errors.append(
                 "mlplatform:lifecycleRetrainOnDrift retrain needs mlplatform:lifecycleEnabled true and "
                 "mlplatform:monitorBackend pipeline (the drift-violations alarm it listens to)"
+            )
+        if self.cost.idle_alarm_hours and self.serving.target == "kubernetes":
+            errors.append(
+                f"mlplatform:costIdleAlarmHours ({self.cost.idle_alarm_hours}) watches the SageMaker endpoint, "
+                "which mlplatform:servingTarget kubernetes does not create: set it to 0 or serve on sagemaker/both"
             )
         if errors:
             raise ValueError("; ".join(errors))
@@ -1199,7 +1230,7 @@ def load_settings(
         if key not in accepted:
             close = [k for k in accepted if k.lower() == key.lower() or _edit_distance(k, key) <= 2]
             hint = f" (did you mean {', '.join(f'{PROJECT}:{c}' for c in close)}?)" if close else ""
-            problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in README.md")
+            problems.append(f"{full_key}: unknown key{hint}; see the configuration reference in docs/reference.md")
             continue
         section, field = accepted[key]
         cls = SECTIONS[section]

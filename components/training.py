@@ -206,7 +206,8 @@ class ModelTraining(pulumi.ComponentResource):
             {"name": m["Name"], "regex": m["Regex"]} for m in args.get("metric_definitions", METRIC_DEFINITIONS)
         ]
         # SageMaker refuses a volume KMS key on instance types whose storage is local NVMe (g4dn, g5, p4d, the
-        # *d families): that storage is hardware-encrypted instance store, not an EBS volume (DESIGN decision 4).
+        # *d families): that storage is hardware-encrypted instance store, not an EBS volume
+        # (docs/architecture.md, decision 4).
         volume_kms = not has_local_nvme(instance_type)
 
         invoke = pulumi.InvokeOutputOptions(parent=self)

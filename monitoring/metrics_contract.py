@@ -3,7 +3,7 @@
 Both monitor backends publish these metrics and the Pulumi alarms import this module, so the alarms do not
 care which backend ran. Importable without numpy, pandas or boto3.
 
-AWS documents two different namespaces (DESIGN decision 9):
+AWS documents two different namespaces (docs/architecture.md, decision 9):
 
 - ``/aws/sagemaker/Endpoints/data-metric`` with dimensions ``EndpointName`` and ``ScheduleName``: what the
   built-in analyzer publishes for real-time endpoints (developer guide, "CloudWatch Metrics for ... Model

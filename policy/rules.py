@@ -504,7 +504,8 @@ def images_by_digest(resources: Sequence[Resource], ctx: PolicyContext) -> Itera
     "alarm-has-dimensions",
     "Every alarm watches a specific resource (dimensions on every metric).",
     "mandatory",
-    "an alarm without dimensions watches nothing (DESIGN: Pulumi's sagemaker template)",
+    "an alarm without dimensions watches another metric (CloudWatch user guide, Dimensions: a metric is its name "
+    "plus all its dimensions)",
 )
 def alarm_dimensions(resources: Sequence[Resource], ctx: PolicyContext) -> Iterator[tuple[Resource, str]]:
     for alarm in _of(resources, ALARM):

@@ -15,6 +15,17 @@ from tools.plan import Plan, plan_stack, run_program, stack_config
 
 _PLANS: dict[str, Plan] = {}
 
+# pytest-timeout's limit for the tests that build and run the images with buildah (pyproject.toml sets the one
+# for every other test): a cold image build plus a training run in the image take tens of minutes on 2 cores.
+CONTAINERS_TIMEOUT_S = 3600
+
+
+@pytest.hookimpl(trylast=True)  # after tests/containers/conftest.py has marked its tests `containers`
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("containers") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(CONTAINERS_TIMEOUT_S))
+
 
 def committed_plan(stack: str) -> Plan:
     """The plan of a committed stack file, computed once per test session."""

@@ -1,4 +1,5 @@
-"""The README's configuration reference and Pulumi.yaml's declarations are generated from the settings."""
+"""docs/reference.md's configuration, outputs and policy tables and Pulumi.yaml's declarations are generated
+from the code."""
 
 from __future__ import annotations
 

@@ -142,7 +142,8 @@ def test_sagemaker_stacks_plan_nothing_on_kubernetes(dev_plan: Plan, prod_plan: 
 
 
 def test_the_kubernetes_only_target_drops_the_endpoint_and_its_monitoring(replan: Any) -> None:
-    plan = replan("dev", {**KUBERNETES, "mlplatform:servingTarget": "kubernetes"})
+    # The idle alarm watches a SageMaker endpoint: a Kubernetes-only stack turns it off (settings refuse it).
+    plan = replan("dev", {**KUBERNETES, "mlplatform:servingTarget": "kubernetes", "mlplatform:costIdleAlarmHours": "0"})
     assert plan.of_type("aws:sagemaker/endpoint:Endpoint") == []
     assert plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
     assert len(plan.of_type(DEPLOYMENT)) == 1

@@ -1,4 +1,4 @@
-"""Every stack exports exactly the documented output contract (components/outputs.py, README's table)."""
+"""Every stack exports exactly the documented output contract (components/outputs.py, docs/reference.md's table)."""
 
 from __future__ import annotations
 

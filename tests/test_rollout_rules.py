@@ -1,4 +1,5 @@
-"""Blue/green rollout rules (DESIGN decision 2) through `load_settings`: each broken rule names the key and the fix."""
+"""Blue/green rollout rules (docs/architecture.md, decision 2) through `load_settings`: each broken rule names the key
+and the fix."""
 
 from __future__ import annotations
 

@@ -90,6 +90,30 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 _DELETE = DELETE
 
 EXAMPLES: dict[str, Example] = {
+    # terraform-provider-aws internal/service/budgets/budget.go ResourceBudget: budget_type and time_unit are
+    # required, each notification needs comparison_operator, notification_type, threshold and threshold_type.
+    "aws:budgets/budget:Budget": (
+        {
+            "name": "mlplatform-dev",
+            "budgetType": "COST",
+            "timeUnit": "MONTHLY",
+            "limitAmount": "300",
+            "limitUnit": "USD",
+            "costFilters": [{"name": "TagKeyValue", "values": ["user:stack$dev"]}],
+            "notifications": [
+                {
+                    "comparisonOperator": "GREATER_THAN",
+                    "threshold": 80.0,
+                    "thresholdType": "PERCENTAGE",
+                    "notificationType": "ACTUAL",
+                    "subscriberSnsTopicArns": [TOPIC_ARN],
+                }
+            ],
+        },
+        _set("notifications[0].thresholdType", "PERCENT"),
+        "notifications[0].thresholdType",
+        "PERCENTAGE, ABSOLUTE_VALUE",
+    ),
     "aws:s3/bucket:Bucket": (
         {"bucket": BUCKET, "forceDestroy": False},
         _set("bucket", "Models_Bucket"),

@@ -338,6 +338,7 @@ def _cw_period(v: Any) -> bool:
 
 _BUCKET_NAME = re.compile(r"(?!xn--)(?!sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SNS_PROTOCOLS = ("http", "https", "email", "email-json", "sms", "sqs", "application", "lambda", "firehose")
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w.-]+")
 _SCHEDULE_EXPRESSION = re.compile(r"(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\)|at\(.+\))")
 
 _KMS_KEY_REF = re.compile(
@@ -714,6 +715,88 @@ MAPPINGS: dict[str, ResourceMapping] = {
         ignored={"forceDestroy": "provider behaviour on delete, not sent to AWS"},
         provided={"Targets": "the provider sends this resource's inputs as one entry of Targets"},
         tags=None,
+    ),
+    # --- Budgets ----------------------------------------------------------------------------------------------
+    # terraform-provider-aws internal/service/budgets/budget.go: resourceBudgetCreate sends CreateBudget with the
+    # budget, then one CreateNotification per `notification` block with its subscribers (createBudgetNotifications).
+    "aws:budgets/budget:Budget": ResourceMapping(
+        "budgets",
+        "CreateBudget",
+        fields={
+            "name": "Budget.BudgetName",
+            "budgetType": "Budget.BudgetType",
+            "timeUnit": "Budget.TimeUnit",
+            "limitAmount": "Budget.BudgetLimit.Amount",
+            "limitUnit": "Budget.BudgetLimit.Unit",
+            "plannedLimits": "Budget.PlannedBudgetLimits",
+            "costTypes": "Budget.CostTypes",
+            "timePeriodStart": "Budget.TimePeriod.Start",
+            "timePeriodEnd": "Budget.TimePeriod.End",
+            "autoAdjustData": "Budget.AutoAdjustData",
+            "filterExpression": "Budget.FilterExpression",
+            "metrics": "Budget.Metrics",
+            "billingViewArn": "Budget.BillingViewArn",
+            "notifications": "NotificationsWithSubscribers",
+            "notifications[].comparisonOperator": "CreateNotification:Notification.ComparisonOperator",
+            "notifications[].notificationType": "CreateNotification:Notification.NotificationType",
+            "notifications[].threshold": "CreateNotification:Notification.Threshold",
+            "notifications[].thresholdType": "CreateNotification:Notification.ThresholdType",
+        },
+        ignored={"namePrefix": "provider auto-naming prefix"},
+        provided={
+            "AccountId": "the provider sends the caller's account when accountId is unset",
+            "Budget.BudgetName": _AUTONAMED,
+            "NotificationsWithSubscribers.Notification": "sent by a second call, CreateNotification",
+            "NotificationsWithSubscribers.Subscribers": "sent by a second call, CreateNotification",
+        },
+        # The provider turns the list of {name, values} into CostFilters' map of name -> values
+        # (expandBudgetUnmarshal), and each subscriber into a Subscriber {SubscriptionType, Address}.
+        rules={
+            "costFilters": Rule(
+                "a list of {name: a filter dimension such as TagKeyValue or Service, values: non-empty strings}"
+                " (a TagKeyValue value is `user:<tag key>$<tag value>`)",
+                lambda v: (
+                    isinstance(v, list)
+                    and all(
+                        isinstance(f, dict)
+                        and isinstance(f.get("name"), str)
+                        and re.fullmatch(r"[A-Za-z]+", f["name"]) is not None
+                        and isinstance(f.get("values"), list)
+                        and bool(f["values"])
+                        and all(isinstance(x, str) and x for x in f["values"])
+                        for f in v
+                    )
+                ),
+                "AWS Budgets API, Budget.CostFilters (a map of dimension name to values)",
+            ),
+            "plannedLimits[].startTime": Rule(
+                "a time period timestamp `YYYY-MM-DD_hh:mm`",
+                lambda v: isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}:\d{2}", v) is not None,
+                "terraform-provider-aws internal/service/budgets/budget.go validTimePeriodTimestamp",
+            ),
+            "notifications[].subscriberSnsTopicArns": Rule(
+                "SNS topic ARNs (arn:<partition>:sns:<region>:<account>:<topic>), at most 10 subscribers",
+                lambda v: (
+                    isinstance(v, list)
+                    and len(v) <= 10
+                    and all(
+                        isinstance(x, str) and re.fullmatch(r"arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w.-]+", x)
+                        for x in v
+                    )
+                ),
+                "AWS Budgets API, Subscriber (SubscriptionType SNS; Address: the topic ARN)",
+            ),
+            "notifications[].subscriberEmailAddresses": Rule(
+                "email addresses, at most 10 subscribers",
+                lambda v: (
+                    isinstance(v, list)
+                    and len(v) <= 10
+                    and all(isinstance(x, str) and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", x) for x in v)
+                ),
+                "AWS Budgets API, Subscriber (SubscriptionType EMAIL)",
+            ),
+        },
+        tags=("tags", "ResourceTags"),
     ),
     # --- SNS --------------------------------------------------------------------------------------------------
     "aws:sns/topic:Topic": ResourceMapping(

@@ -1,9 +1,9 @@
 """What a change to a resource means in AWS, for the resource types this project uses: one table, one place.
 
 The offline plan diff (`tools/diff.py`) and the deploy gate (`tools/gate.py`) read it. The entries follow the
-AWS provider's ForceNew fields and SageMaker's update semantics (DESIGN decision 1): an EndpointConfiguration
-or Model can never be updated in place; an Endpoint pointed at a new config rolls out blue/green; changing
-its rollback configuration replaces it.
+AWS provider's ForceNew fields and SageMaker's update semantics (docs/architecture.md, decision 1): an
+EndpointConfiguration or Model can never be updated in place; an Endpoint pointed at a new config rolls out blue/green;
+changing its rollback configuration replaces it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Generate the configuration reference and Pulumi.yaml's config declarations from `components/settings.py`.
 
 `python -m tools.config_reference --write` rewrites both; `--check` (run by the tests) fails when either has
-drifted from the settings definitions, so the README can never describe a setting the code does not have.
+drifted from the settings definitions, so docs/reference.md can never describe a setting the code does not have.
 """
 
 from __future__ import annotations
@@ -55,13 +55,19 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+def _item_type(list_type: Any) -> str:
+    """`integer` for a list of integers (`costBudgetAlertPercents`), else `string`."""
+    args = typing.get_args(list_type)
+    return "integer" if args and _base_type(args[0]) is int else "string"
+
+
 def type_name(annotation: Any) -> str:
     base = _base_type(annotation)
     origin = typing.get_origin(base)
     if origin is typing.Literal:
         return " \\| ".join(f"`{v}`" for v in typing.get_args(base))
     if origin is list:
-        return "list of string"
+        return f"list of {_item_type(base)}"
     if base is dict or origin is dict:
         return "JSON map (string)"
     return {int: "integer", bool: "boolean", str: "string", float: "number"}.get(base, str(base))
@@ -82,7 +88,7 @@ def pulumi_type(annotation: Any, default: Any = ...) -> dict[str, Any]:
         return {"type": "string"}
     origin = typing.get_origin(base)
     if origin is list:
-        return {"type": "array", "items": {"type": "string"}}
+        return {"type": "array", "items": {"type": _item_type(base)}}
     if base is dict or origin is dict:
         return {"type": "object"}
     if base is int:
@@ -211,7 +217,7 @@ def render_pulumi_yaml(current: dict[str, Any]) -> str:
 
 def replace_between(text: str, begin: str, end: str, body: str) -> str:
     if begin not in text or end not in text:
-        raise SystemExit(f"README.md lacks the markers {begin!r} ... {end!r}")
+        raise SystemExit(f"docs/reference.md lacks the markers {begin!r} ... {end!r}")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{body}\n{end}{tail}"
@@ -220,11 +226,11 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="rewrite README.md's reference and Pulumi.yaml's config")
+    mode.add_argument("--write", action="store_true", help="rewrite docs/reference.md and Pulumi.yaml's config")
     mode.add_argument("--check", action="store_true", help="exit 1 if either is out of date")
     args = parser.parse_args(argv)
 
-    readme_path, project_path = REPO / "README.md", REPO / "Pulumi.yaml"
+    readme_path, project_path = REPO / "docs" / "reference.md", REPO / "Pulumi.yaml"
     readme = readme_path.read_text()
     project_text = project_path.read_text()
     header = project_text.split("\n# --- generated", 1)[0].rstrip("\n") if "\n# --- generated" in project_text else ""

@@ -11,7 +11,8 @@ Used by the container tests (tests/containers/) and by local runs. Three steps, 
    ignores ENTRYPOINT, so callers pass the image's entrypoint explicitly (`image_config(tag).entrypoint`).
 
 Why buildah: it builds and runs images as root without a daemon or an OCI runtime (chroot isolation), which is
-all our build machines offer (podman fails there on setrlimit). See ../shared/CONTAINERS.md in the workspace.
+all our build machines offer (podman fails there on setrlimit). tests/containers/README.md says how to build a base and
+run them by hand.
 """
 
 from __future__ import annotations

@@ -124,6 +124,16 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 bucketRegionalDomainName=f"{bucket}.s3.{self.region}.amazonaws.com",
                 region=self.region,
             )
+        elif typ == "aws:budgets/budget:Budget":
+            # terraform-provider-aws internal/service/budgets/budget.go: the id is `<account>:<name>`, the ARN
+            # has no region (`arn:<partition>:budgets::<account>:budget/<name>`), the account defaults to the
+            # caller's, and time_period_end defaults to 2087-06-15_00:00.
+            state.update(
+                id=f"{MOCK_ACCOUNT_ID}:{physical}",
+                arn=f"arn:aws:budgets::{MOCK_ACCOUNT_ID}:budget/{physical}",
+                accountId=inputs.get("accountId", MOCK_ACCOUNT_ID),
+                timePeriodEnd=inputs.get("timePeriodEnd", "2087-06-15_00:00"),
+            )
         elif typ == "aws:kms/key:Key":
             key_id = _uuid(typ, name)
             state.update(id=key_id, keyId=key_id, arn=f"{arn_prefix}:key/{key_id}")

@@ -241,6 +241,10 @@ def _plan_one(stack: str, args: argparse.Namespace) -> int:
         f"wrote {out_file.relative_to(REPO) if out_file.is_relative_to(REPO) else out_file} "
         f"({len(plan.resources)} resources, {elapsed:.1f} s)"
     )
+    if not args.quiet:
+        from tools.costs import render_costs
+
+        print(render_costs(plan.as_json()))
     if args.no_validate:
         return 0
     # Every planned AWS resource against AWS's own API models (tools/validate.py); the plan file stays for

@@ -1,7 +1,7 @@
 """Deployment verification: fail unless the endpoint is InService on the config this deployment rolled out.
 
 The AWS provider reports a blue/green update as successful even when SageMaker rolled it back to the old config
-(DESIGN decision 1). Run after `pulumi up`:
+(docs/architecture.md, decision 1). Run after `pulumi up`:
 
     python -m tools.verify --stack dev            # reads `pulumi stack output --json --stack dev`
     python -m tools.verify --outputs outputs.json # the same JSON, saved earlier

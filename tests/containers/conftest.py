@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def container_tools() -> None:
-    """Fail (or skip, only when MLPLATFORM_SKIP_CONTAINERS=1) where the machine cannot build images."""
+    """Skip (outside CI) or fail (CI=true) where the machine cannot build images: see `tool_gate`."""
     verdict = tool_gate(os.environ, shutil.which, os.geteuid())
     if verdict is None:
         return

@@ -21,7 +21,7 @@ Phases:
   does not depend on the seed or on how many rows are replayed (`--rows` down to 20).
 
 Captures: every request/response pair becomes one data-capture record (`monitoring.capture_writer`, the
-format of DESIGN.md), filed by its inference time under
+format of SageMaker's data-capture records), filed by its inference time under
 `{capture_root}/{phase}/{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`: one capture root per phase, so the
 monitor analyzes each phase on its own even when both fall in the same hour.
 """
