@@ -224,13 +224,12 @@ def test_the_contract_modules_import_only_the_standard_library() -> None:
     for module in sorted(CONTRACT_MODULES):
         path = ROOT / (module.replace(".", "/") + ".py")
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        imported = {
-            (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import | ast.ImportFrom)
-            for alias in node.names
-            if not isinstance(node, ast.ImportFrom) or node.module
-        }
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
         assert imported <= set(sys.stdlib_module_names) | {"__future__"}, (module, imported)
 
 
