@@ -219,12 +219,13 @@ def test_all_at_once_rollout_bakes_then_terminates(plan: Plan) -> None:
 
 
 def test_canary_rollout_shifts_a_capacity_percent_first() -> None:
-    rollout = RolloutSettings(style="CANARY", canary_percent=25, bake_seconds=600, termination_wait_seconds=300)
+    # 30, not 25: the linear step's default is 25, so a canary sized from the wrong field would still pass.
+    rollout = RolloutSettings(style="CANARY", canary_percent=30, bake_seconds=600, termination_wait_seconds=300)
     routing = _deployment(plan_of(rollout=rollout))["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
     assert routing == {
         "type": "CANARY",
         "waitIntervalInSeconds": 600,
-        "canarySize": {"type": "CAPACITY_PERCENT", "value": 25},
+        "canarySize": {"type": "CAPACITY_PERCENT", "value": 30},
     }
 
 

@@ -99,11 +99,16 @@ def test_spot_with_max_wait_not_above_max_runtime_is_refused(max_wait: int) -> N
         _plan(max_wait_seconds=max_wait, max_runtime_seconds=3600)
 
 
-def test_on_demand_training_may_skip_checkpoints_and_sets_no_max_wait() -> None:
-    plan = _plan(spot=False, checkpoints=False, max_wait_seconds=60)
-    job = _job(plan)
+@pytest.mark.parametrize(
+    "breaks",
+    [{"checkpoints": False}, {"max_wait_seconds": 60}],
+    ids=["without-checkpoints", "max-wait-below-runtime"],
+)
+def test_on_demand_training_is_exempt_from_each_spot_rule(breaks: dict[str, Any]) -> None:
+    """One spot rule broken per case: a fixture breaking both would pass if only one exemption held."""
+    job = _job(_plan(spot=False, **breaks))
     assert job["enableManagedSpotTraining"] is False
-    assert "checkpointConfig" not in job
+    assert ("checkpointConfig" in job) is breaks.get("checkpoints", True)
     assert job["stoppingCondition"] == {"maxRuntimeInSeconds": 3600}
 
 
