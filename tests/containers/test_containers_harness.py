@@ -6,6 +6,7 @@ entrypoint that ignores `serve`, a build secret copied into a layer, missing OCI
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -76,6 +77,14 @@ def test_base_image_is_rebuilt_from_the_cached_rootfs_without_debootstrap(
 ) -> None:
     tag = "localhost/mlplatform-pybase:reuse-check"
     images.remove_image(tag)
+    # The base image may come from buildah's store (machine-wide) without this cache ever holding its rootfs:
+    # make sure the tar exists first, so what is checked is its reuse, not the state of the machine.
+    images._make_rootfs_tar(  # pyright: ignore[reportPrivateUsage]
+        images.base_cache_dir(),
+        images.base_key(),
+        os.environ.get(images.MIRROR_ENV) or images.DEFAULT_MIRROR,
+        None,
+    )
     real_which = images.shutil.which
     # With the rootfs tar cached, debootstrap (and the Debian mirror) must not be needed again.
     monkeypatch.setattr(images.shutil, "which", lambda tool: None if tool == "debootstrap" else real_which(tool))
