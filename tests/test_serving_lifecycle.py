@@ -154,7 +154,7 @@ def test_a_graph_onnxruntime_cannot_load_stops_the_server(model_dir: Path, tmp_p
 def test_the_serve_command_is_required() -> None:
     result = run_to_exit(["train"], {})
     assert result.returncode == 2
-    assert "expected the command 'serve', got 'train'" in result.stderr
+    assert "expected the command 'serve' or 'batch', got 'train'" in result.stderr
 
 
 def test_workers_stop_when_the_parent_is_killed(model_dir: Path, tmp_path: Path) -> None:
