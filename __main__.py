@@ -7,6 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import outputs
+from components.batch import BatchTransform
 from components.cost import CostGuard, CostGuardArgs
 from components.endpoint import CAPTURE_PREFIX, VARIANT_NAME, ModelEndpoint
 from components.endpoint_live import read_live_endpoint
@@ -389,6 +390,23 @@ if settings.lifecycle.enabled:
         pipeline_args["drift_alarm_name"] = alarm_name(endpoint_name, "drift-violations")
     TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
 # --- end of the model lifecycle ---------------------------------------------------------------------------
+
+# --- batch inference: Batch Transform of an input prefix with the served model (docs/serving.md) ------------
+if settings.batch.enabled:
+    BatchTransform(
+        f"{name}-batch",
+        {
+            "image": served.serving_image,
+            "model_data_uri": served.model_data_uri,
+            "data_bucket": store.data_bucket,
+            "kms_key_arn": store.kms_key_arn,
+            "source_kms_key_arns": promoted_keys,
+            "region": settings.project.region,
+            "settings": settings.batch,
+            "precision": settings.endpoint.precision,
+        },
+        opts=opts,
+    )
 
 # --- cost guard rails: the stack's budget alerts its alarm topic (or the alarm addresses without one) -------
 cost_args: CostGuardArgs = {"stack": settings.stack, "settings": settings.cost, "emails": settings.alarms.emails}

@@ -982,6 +982,57 @@ class LifecycleSettings(_Section):
         return self
 
 
+class BatchSettings(_Section):
+    """Batch Transform (components/batch.py): the serving model scores the files under an input prefix of the
+    data bucket into an output prefix, as a SageMaker Pipeline's Transform step. Off by default, so a stack
+    without it plans exactly as before."""
+
+    prefix: ClassVar[str] = "batch"
+
+    enabled: bool = False
+    """Declare the batch pipeline (a Transform step with the stack's serving model) and, with a schedule, what
+    starts it."""
+    input_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "batch/input/"
+    """Key prefix in the data bucket whose files are scored (one record per line)."""
+    output_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()/-]+/$")] = "batch/output/"
+    """Key prefix in the data bucket for the answers; each run writes under `<prefix><execution id>/`."""
+    content_type: Literal["text/csv", "application/jsonlines"] = "text/csv"
+    """Format of the input files; the answers are written in the same format."""
+    instance_type: InstanceType = "ml.m5.large"
+    """Instance type of the transform job."""
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    """Instances of the transform job; SageMaker splits the input files between them."""
+    max_payload_in_mb: Annotated[int, Field(ge=1, le=6)] | None = None
+    """Largest request body SageMaker sends (MaxPayloadInMB); at most 6, the serving container's body limit.
+    Unset: the container's answer on GET /execution-parameters (6)."""
+    max_concurrent_transforms: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Requests in flight per instance (MaxConcurrentTransforms). Unset: the container's answer on GET
+    /execution-parameters (one per worker, i.e. per core)."""
+    join_input: bool = False
+    """Join each answer to its input record (DataProcessing.JoinSource Input): CSV rows get the answer's cells
+    appended; JSON Lines objects get a `SageMakerOutput` key."""
+    invocations_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 600
+    """How long the job waits for one /invocations answer before retrying it once (ModelClientConfig)."""
+    schedule: Annotated[str, Field(pattern=r"^(rate|cron|at)\(.+\)$")] | None = None
+    """EventBridge Scheduler expression that starts the batch pipeline, e.g. `cron(0 2 * * ? *)` (unset: it is
+    started by hand or by CI)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> BatchSettings:
+        if self.input_prefix.startswith(self.output_prefix) or self.output_prefix.startswith(self.input_prefix):
+            raise ValueError(
+                f"mlplatform:batchInputPrefix ({self.input_prefix!r}) and mlplatform:batchOutputPrefix "
+                f"({self.output_prefix!r}) must not contain each other: a run would score its own answers next time"
+            )
+        payload, concurrent = self.max_payload_in_mb, self.max_concurrent_transforms
+        if payload is not None and concurrent is not None and payload * concurrent > 100:
+            raise ValueError(
+                f"mlplatform:batchMaxPayloadInMb x mlplatform:batchMaxConcurrentTransforms ({payload} x {concurrent})"
+                " must be at most 100 MB (CreateTransformJob's limit)"
+            )
+        return self
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "project": ProjectSettings,
     "storage": StorageSettings,
@@ -998,6 +1049,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "serving": ServingSettings,
     "kubernetes": KubernetesSettings,
     "lifecycle": LifecycleSettings,
+    "batch": BatchSettings,
     "cost": CostSettings,
 }
 
@@ -1023,6 +1075,7 @@ class StackSettings(BaseModel):
     serving: ServingSettings
     kubernetes: KubernetesSettings
     lifecycle: LifecycleSettings = LifecycleSettings()
+    batch: BatchSettings = BatchSettings()
     cost: CostSettings
 
     @model_validator(mode="after")

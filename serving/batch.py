@@ -86,7 +86,7 @@ class Summary:
         text = f"batch: {self.rows} rows in, {self.rows} rows out: {self.scored} scored, {self.bad} bad"
         if self.bad:
             text += f" (line numbers and reasons in {options.errors})"
-        return text + f"; {self.seconds:.1f} s"
+        return text + f"; {self.seconds:.3f} s"
 
 
 def read_chunks(stream: IO[bytes], batch_size: int, max_line_bytes: int) -> Iterator[list[bytes | None]]:
