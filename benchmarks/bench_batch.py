@@ -57,6 +57,19 @@ started = time.perf_counter()
 for numeric in batches:
     session.run(["probabilities"], {{"numeric": numeric}})
 print("SECONDS", time.perf_counter() - started, "ROWS", len(rows))
+# Where a batch's time goes in the tool: the same batches through the codec's decode and encode.
+from serving import codec
+lines = open({data!r}, "rb").read().splitlines()
+bodies = [bytes([10]).join(lines[i : i + {batch}]) for i in range(0, len(lines), {batch})]
+encoder = codec.ResponseEncoder(model.manifest)
+started = time.perf_counter()
+decoded = [codec.decode_csv(body, model.manifest) for body in bodies]
+print("DECODE", time.perf_counter() - started)
+probabilities = [model.predict(b) for b in decoded]
+started = time.perf_counter()
+for p in probabilities:
+    encoder.encode_csv(p)
+print("ENCODE", time.perf_counter() - started)
 """
 
 
@@ -84,10 +97,11 @@ def run_ours(model_dir: Path, data: Path, work: Path) -> float:
     return float(found.group(1))
 
 
-def run_anchor(model_dir: Path, data: Path) -> float:
+def run_anchor(model_dir: Path, data: Path) -> dict[str, float]:
+    """Seconds of raw session.run over the pre-parsed batches, and of the codec's decode and encode of them."""
     script = _ANCHOR.format(repo=str(REPO), model=str(model_dir), data=str(data), batch=BATCH)
     result = subprocess.run(_pinned([sys.executable, "-c", script]), capture_output=True, text=True, check=True)
-    return float(result.stdout.split("SECONDS", 1)[1].split()[0])
+    return {key: float(result.stdout.split(key, 1)[1].split()[0]) for key in ("SECONDS", "DECODE", "ENCODE")}
 
 
 def main() -> None:
@@ -106,10 +120,25 @@ def main() -> None:
         np.savetxt(data, rng.normal(0, 10, (args.rows, N_FEATURES)), delimiter=",", fmt="%.6g")
         ours: list[float] = []
         anchor: list[float] = []
+        decode: list[float] = []
+        encode: list[float] = []
         for _ in range(args.rounds):
             ours.append(run_ours(model_dir, data, work))
-            anchor.append(run_anchor(model_dir, data))
-        ours_s, anchor_s = sorted(ours)[len(ours) // 2], sorted(anchor)[len(anchor) // 2]
+            parts = run_anchor(model_dir, data)
+            anchor.append(parts["SECONDS"])
+            decode.append(parts["DECODE"])
+            encode.append(parts["ENCODE"])
+
+        def median(values: list[float]) -> float:
+            return sorted(values)[len(values) // 2]
+
+        ours_s, anchor_s = median(ours), median(anchor)
+        per_row_us = {
+            "tool_end_to_end": round(ours_s / args.rows * 1e6, 2),
+            "codec_decode_csv": round(median(decode) / args.rows * 1e6, 2),
+            "onnxruntime_run": round(anchor_s / args.rows * 1e6, 2),
+            "codec_encode_csv": round(median(encode) / args.rows * 1e6, 2),
+        }
         report: dict[str, Any] = {
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "machine": {
@@ -129,6 +158,7 @@ def main() -> None:
                 "all_rounds": anchor,
             },
             "ratio_ours_to_raw": round(anchor_s / ours_s, 3),
+            "per_row_microseconds": per_row_us,
             "target_ratio": 0.70,
         }
         (OUT / "batch.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -137,6 +167,7 @@ def main() -> None:
         print(f"| ours (`python -m serving batch`, CSV in, CSV out) | {report['ours']['rows_per_s_per_core']:,} |")
         print(f"| raw onnxruntime on pre-parsed arrays | {report['raw_onnxruntime']['rows_per_s_per_core']:,} |")
         print(f"ratio ours / raw: {report['ratio_ours_to_raw']} (target 0.70); build/bench/batch.json")
+        print("per row, microseconds: " + ", ".join(f"{k} {v}" for k, v in per_row_us.items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -109,8 +109,10 @@ def read_chunks(stream: IO[bytes], batch_size: int, max_line_bytes: int) -> Iter
         else:
             parts[0] = pending + parts[0]
         pending = parts.pop()
-        for part in parts:
-            lines.append(TOO_LONG if len(part) > max_line_bytes else part)
+        if parts and max(map(len, parts)) > max_line_bytes:
+            lines.extend(TOO_LONG if len(part) > max_line_bytes else part for part in parts)
+        else:
+            lines.extend(parts)
         if len(pending) > max_line_bytes:
             skipping, pending = True, b""
         while len(lines) >= batch_size:
@@ -145,11 +147,17 @@ class Scorer:
     def chunk(self, lines: list[bytes | None], first_line: int, errors: list[tuple[int, str, bytes]]) -> bytes:
         """The output lines for `lines` (numbered from `first_line`, 1-based); bad rows are appended to
         `errors` as (line number, reason, input)."""
+        if None not in lines and b"" not in lines:
+            # The common case: the whole chunk as one body through the codec's fast paths, answered in one piece.
+            body = b"\n".join(lines)  # type: ignore[arg-type]  # no None here
+            if b"\r" not in body:
+                answer = self._whole(body, len(lines))
+                if answer is not None:
+                    return answer
         clean = [_strip_cr(x) if x is not None else None for x in lines]
         good: list[int] = list(range(len(clean)))
         batch = None
         if None not in clean and b"" not in clean:
-            # The whole chunk as one body: the codec's fast paths; the common case.
             try:
                 batch = self.decode(b"\n".join(clean), self.manifest)  # type: ignore[arg-type]  # no None here
             except codec.InputError:
@@ -182,6 +190,23 @@ class Scorer:
         if self.options.join_input:
             out = [self._join(clean[i], out[i]) for i in range(len(clean))]
         return b"\n".join(out) + b"\n"
+
+    def _whole(self, body: bytes, count: int) -> bytes | None:
+        """The answer to a chunk without bad rows, or None (some row is bad: the caller finds which)."""
+        if self.options.join_input:
+            return None
+        try:
+            batch = self.decode(body, self.manifest)
+        except codec.InputError:
+            return None
+        if batch.rows != count:
+            return None
+        probabilities = self.model.predict(batch)
+        if not np.isfinite(probabilities).all():
+            return None
+        if self.media_out == codec.CSV:
+            return self.encoder.encode_csv(probabilities)
+        return self.encoder.encode(codec.JSONLINES, probabilities, batch)
 
     def _row_by_row(self, clean: list[bytes | None], reasons: dict[int, str]) -> tuple[codec.Batch, list[int]]:
         """Decode each line alone, to say which lines are bad and why; the good ones are scored together."""
