@@ -14,8 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving import batch, codec
 from serving.batch import TOO_LONG, read_chunks
@@ -28,6 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model_dir(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture(scope="module")
+def mixed_model(mixed_dir: Path) -> LoadedModel:
+    return LoadedModel(mixed_dir, "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +278,77 @@ def test_a_file_larger_than_the_memory_allowance_streams_in_constant_memory(nume
     assert [orjson.loads(e)["line"] for e in errors[:3]] == [1235, 11235, 21235]
     assert len(errors) == 160
     assert os.path.getsize(tmp_path / "big.out.csv") > size // 2
+
+
+_CELLS = st.sampled_from(["1", "-2.5", "3e2", "3e38", "x", "", "nan", "1e39", " 4", "blue", "red", "purple", '"5"'])
+_NUMBERS = st.sampled_from(["1", "-2.5", "3e2", "+.5", " 4", "0"])
+# Mostly rows of the right shape (so chunks often decode whole), some of anything.
+_GOOD = st.tuples(_NUMBERS, _NUMBERS, _NUMBERS, st.sampled_from(["blue", "red", "purple"])).map(list)
+# Good rows, good rows with one thing wrong (a cell replaced, one cell more or less), and anything.
+_ROWS = st.one_of(
+    _GOOD,
+    st.tuples(_GOOD, st.integers(0, 3), _CELLS).map(lambda t: [*t[0][: t[1]], t[2], *t[0][t[1] + 1 :]]),
+    st.tuples(_GOOD, _CELLS).map(lambda t: [*t[0], t[1]]),
+    _GOOD.map(lambda row: row[:3]),
+    st.lists(_CELLS, min_size=0, max_size=5),
+)
+
+
+@given(rows=st.lists(_ROWS, min_size=1, max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_batch_refuses_exactly_the_lines_post_invocations_refuses(
+    mixed_model: LoadedModel, rows: list[list[str]]
+) -> None:
+    """Each line alone, as a text/csv request body, against the same line inside a batch chunk."""
+    lines = [",".join(cells).encode() for cells in rows]
+    options = batch.BatchOptions(
+        model_dir=Path("."),
+        input=Path("in.csv"),
+        output=Path("out.csv"),
+        errors=Path("e"),
+        input_format="csv",
+        output_format="csv",
+    )
+    errors: list[tuple[int, str, bytes]] = []
+    out = batch.Scorer(mixed_model, options).chunk(list(lines), 1, errors)
+    assert out.count(b"\n") == len(lines)
+    refused = {number for number, _, _ in errors}
+    for number, line in enumerate(lines, start=1):
+        try:
+            decoded = codec.decode_csv(line, mixed_model.manifest)
+            codec.check_finite(mixed_model.predict(decoded), mixed_model.manifest)
+            online_ok = True
+        except codec.InputError:
+            online_ok = False
+        assert online_ok == (number not in refused), (line, errors)
+
+
+def test_a_row_without_finite_probabilities_is_a_bad_row_with_the_online_reason(
+    mixed_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture's graph saturates instead of overflowing, so the model's answer is made non-finite for one row:
+    online, codec.check_finite refuses such a request (400); in a batch only that row is refused."""
+    real = mixed_model.predict
+
+    def second_row_nan(decoded: codec.Batch) -> np.ndarray:
+        probabilities = real(decoded).copy()
+        if decoded.rows > 1:
+            probabilities[1] = np.nan
+        return probabilities
+
+    monkeypatch.setattr(mixed_model, "predict", second_row_nan)
+    options = batch.BatchOptions(
+        model_dir=Path("."),
+        input=Path("in.csv"),
+        output=Path("out.csv"),
+        errors=Path("e"),
+        input_format="csv",
+        output_format="csv",
+    )
+    errors: list[tuple[int, str, bytes]] = []
+    out = batch.Scorer(mixed_model, options).chunk([b"1,2,3,red", b"4,5,6,blue", b"7,8,9,red"], 10, errors)
+    first, second, third = out.decode().splitlines()
+    assert second == ",,"
+    assert first != ",," and third != ",,"
+    assert [(n, raw) for n, _, raw in errors] == [(11, b"4,5,6,blue")]
+    assert "no finite probabilities" in errors[0][1]
