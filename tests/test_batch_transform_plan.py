@@ -26,6 +26,7 @@ import pytest
 
 from components.batch import PARAM_INPUT, STEP_TRANSFORM
 from components.settings import SettingsError, load_settings
+from policy.rules import evaluate
 from serving.app import InferenceApp
 from serving.metrics import SharedMetrics
 from serving.settings import MAX_BODY_BYTES
@@ -84,6 +85,12 @@ def test_enabled_plans_validate_against_the_aws_models(which: str, request: pyte
     report = validate_plan(request.getfixturevalue(which))
     assert report.ok, [str(v) for v in report.violations[:5]]
     assert report.uncovered_types == {}
+
+
+def test_enabled_plan_passes_the_policy_packs_rules(scheduled: Plan) -> None:
+    """policy/rules.py: wildcard actions or resources in IAM, model network isolation, and the rest."""
+    findings = [(v.rule, v.resource) for v in evaluate(scheduled.resources) if "batch" in v.resource]
+    assert findings == []
 
 
 @pytest.mark.parametrize(
