@@ -301,6 +301,10 @@ class Progress:
 
 def _temporary(destination: Path) -> tuple[IO[bytes], Path]:
     descriptor, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
+    # mkstemp makes the file private (0600); the output gets the permissions a plain open() would give it.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(descriptor, 0o666 & ~umask)
     return os.fdopen(descriptor, "wb"), Path(name)
 
 

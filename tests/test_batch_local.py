@@ -66,6 +66,9 @@ def test_every_input_line_gets_one_output_line_in_order_with_the_online_answer(m
     online = _online_csv(mixed_dir, good)
     assert [out[0], out[2], out[4], out[6]] == online
     assert out[1] == out[3] == out[5] == ",,"  # empty label and probabilities: columns stay aligned
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
 
 
 def test_bad_rows_are_kept_in_the_error_file_with_line_numbers_and_the_codec_reason(
