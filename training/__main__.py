@@ -117,6 +117,7 @@ def run_worker(ml: MLRoot, hp: Hyperparameters, identity: WorkerIdentity, plan: 
             exchange=rendezvous.exchange if rendezvous else local_exchange,
             seed=hp.seed,
             read_validation=identity.rank == 0,
+            task=hp.task,
         )
         if identity.rank == 0:
             LOG.info("data fingerprint %s; %d training rows in all", data.fingerprint, data.train_rows_total)
