@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime
+import pandas as pd
 import torch
 
 from monitoring import quality_metrics
@@ -34,6 +35,11 @@ from training.trainer import TrainResult, predict_probabilities, to_device
 
 LOG = logging.getLogger(__name__)
 
+PREDICTIONS_BASELINE_DIR = "predictions"
+"""Regression: `baseline/predictions/{statistics,constraints}.json`, the distribution of the model's predictions
+on the validation split (one numeric column `prediction`), what the monitor compares the captured answers with
+(`monitoring.job.analyze` with capture index endpointOutput)."""
+PREDICTION_COLUMN = "prediction"
 PARITY_TOLERANCE = 1e-4
 """Largest allowed |ONNX - PyTorch| on the validation split: of a probability, or for regression of a prediction
 divided by the target's standard deviation (the standardised units the network computes in)."""
@@ -147,11 +153,12 @@ def write_evaluation_baseline(
     positive_label: str = "",
     sensitive_feature: str = "",
 ) -> None:
-    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`) and, with a sensitive
-    feature, the bias baseline (`baseline/model_bias/constraints.json`), from the validation split as the
-    exported model scores it: what the stack's quality and bias monitors compare each window with
-    (components/monitoring.py reads them beside the drift baseline). Labels and predictions are the class names
-    the server answers with; for two classes the score is the probability of the positive class."""
+    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`; for regression also
+    the prediction distribution, `baseline/predictions/`) and, with a sensitive feature, the bias baseline
+    (`baseline/model_bias/constraints.json`), from the validation split as the exported model scores it: what
+    the stack's quality and bias monitors compare each window with (components/monitoring.py reads them beside
+    the drift baseline). Labels and predictions are the class names the server answers with; for two classes the
+    score is the probability of the positive class."""
     assert data.validation is not None
     if data.schema.regression:
         if sensitive_feature:
@@ -166,6 +173,9 @@ def write_evaluation_baseline(
             baseline_dir,
             problem_type=quality_metrics.REGRESSION,
         )
+        predictions_dir = baseline_dir / PREDICTIONS_BASELINE_DIR
+        predictions_dir.mkdir(parents=True, exist_ok=True)
+        write_baseline(pd.DataFrame({PREDICTION_COLUMN: probabilities.astype(np.float64)}), predictions_dir)
         return
     classes = data.schema.classes
     binary = len(classes) == 2
