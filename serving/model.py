@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -141,7 +141,7 @@ def parse_manifest(document: Any, path: Path) -> ModelManifest:
         raise _fail(path, "files must map 'fp32' and 'int8' to file names")
     return ModelManifest(
         features=tuple(features),
-        classes=tuple(classes),
+        classes=tuple(cast(list[str], classes)),
         regression=regression,
         files={p: files[p] for p in PRECISIONS},
         numeric_columns=columns["numeric"],

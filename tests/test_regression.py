@@ -314,3 +314,38 @@ def test_integer_class_codes_stay_classification_under_auto(tmp_path: Path) -> N
     ml = _layout(tmp_path, _frame_with_target([0, 1, 2] * 30), {})
     data = load_training_data(ml, "label", 10, task="auto")
     assert (data.schema.task, data.schema.classes) == ("classification", ("0", "1", "2"))
+
+
+@pytest.mark.slow
+def test_make_local_regression_reports_regression_metrics_and_prediction_drift(tmp_path: Path) -> None:
+    """`make local TASK=regression` (`python -m tools.local --task regression`), reduced like
+    tests/test_local_lifecycle.py: the diabetes demo trained, gated, served, replayed, monitored."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "local"
+    args = ["--task", "regression", "--epochs", "40", "--rows", "40", "--workers", "1", "--concurrency", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.local", "--out", str(out), *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["model"]["task"] == "regression"
+    fp32 = summary["model"]["evaluation"]["fp32"]
+    assert set(fp32) == {"rmse", "mae", "r2"} and fp32["r2"] > 0.2
+    assert summary["lifecycle"]["gate"]["decision"] == "pass"
+    assert set(summary["lifecycle"]["gate"]["candidate"]) >= {"rmse", "mae", "r2"}
+    monitor = summary["monitor"]
+    assert monitor["drifted"]["violated_features"] == ["bmi", "s5"]
+    assert monitor["normal-predictions"]["violated_features"] == []
+    assert monitor["drifted-predictions"]["violated_features"] == ["prediction"]
+    assert summary["quality"]["true"]["quality_violations"] == []
+    assert "rmse" in summary["quality"]["concept"]["quality_violations"]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "<th>RMSE</th>" in report and "AUC" not in report
+    assert "fp32 RMSE" in proc.stdout

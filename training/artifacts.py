@@ -30,15 +30,18 @@ from training.export import (
     quantize_int8,
 )
 from training.hyperparameters import Hyperparameters
-from training.model_files import BASELINE_DIR, EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
+from training.model_files import (
+    BASELINE_DIR,
+    EVALUATION_FILE,
+    FP32_FILE,
+    INT8_FILE,
+    MANIFEST_FILE,
+    PREDICTIONS_BASELINE_DIR,
+)
 from training.trainer import TrainResult, predict_probabilities, to_device
 
 LOG = logging.getLogger(__name__)
 
-PREDICTIONS_BASELINE_DIR = "predictions"
-"""Regression: `baseline/predictions/{statistics,constraints}.json`, the distribution of the model's predictions
-on the validation split (one numeric column `prediction`), what the monitor compares the captured answers with
-(`monitoring.job.analyze` with capture index endpointOutput)."""
 PREDICTION_COLUMN = "prediction"
 PARITY_TOLERANCE = 1e-4
 """Largest allowed |ONNX - PyTorch| on the validation split: of a probability, or for regression of a prediction

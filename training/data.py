@@ -307,7 +307,7 @@ def _sorted_classes(labels: set[str] | list[str]) -> tuple[str, ...]:
 
 def _target_numbers(labels: pd.Series) -> tuple[np.ndarray | None, str | None]:
     """The target as float64 numbers, or (None, the first cell that is not a finite number)."""
-    converted = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    converted = cast(pd.Series, pd.to_numeric(labels, errors="coerce")).to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(converted)
     if finite.all():
         return converted, None
@@ -623,7 +623,7 @@ def encode(schema: FeatureSchema, columns: dict[str, pd.Series], labels: pd.Seri
     if labels is None or schema.regression:
         label_index = np.zeros(n, dtype=np.int64)
         if labels is not None:
-            targets = pd.to_numeric(labels.str.strip()).to_numpy(dtype=np.float32)
+            targets = np.asarray(cast(pd.Series, pd.to_numeric(labels.str.strip())).to_numpy(), dtype=np.float32)
     else:
         lookup = {c: i for i, c in enumerate(schema.classes)}
         label_index = labels.map(lookup).to_numpy(dtype=np.int64)

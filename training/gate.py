@@ -164,7 +164,8 @@ def _targets(model: ModelInputs, frame: pd.DataFrame) -> np.ndarray:
     """A regression model's held-out targets as numbers; a cell that is not a finite number is an error."""
     if model.target not in frame.columns:
         raise TrainingInputError(f"the held-out data has no target column {model.target!r}")
-    values = pd.to_numeric(frame[model.target], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = cast(pd.Series, pd.to_numeric(frame[model.target], errors="coerce"))
+    values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(values)
     if not finite.all():
         row = int(np.argmin(finite))
@@ -371,16 +372,20 @@ def decide(evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[st
     return _record(checks, evaluation, thresholds)
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if _finite(value) else None
+
+
 def _regression_checks(
     candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thresholds: GateThresholds
 ) -> list[dict[str, Any]]:
     """R2 floor; with a champion, RMSE and MAE growth relative to the champion's and the R2 drop."""
     checks: list[dict[str, Any]] = []
-    rmse, mae, r2 = candidate.get("rmse"), candidate.get("mae"), candidate.get("r2")
-    for name, value in (("rmse", rmse), ("mae", mae), ("r2", r2)):
-        if not _finite(value):
+    for name in ("rmse", "mae", "r2"):
+        if not _finite(candidate.get(name)):
             checks.append(_check(f"{name}_defined", False, None, 0.0, f"the candidate's {name} is undefined"))
-    if _finite(r2):
+    r2 = _number(candidate.get("r2"))
+    if r2 is not None:
         checks.append(_check("min_r2", r2 >= thresholds.min_r2, r2, thresholds.min_r2, f"R2 {r2:.4f} >= floor"))
     if champion is None:
         return checks
@@ -388,8 +393,8 @@ def _regression_checks(
         ("rmse_increase", "rmse", thresholds.max_rmse_increase),
         ("mae_increase", "mae", thresholds.max_mae_increase),
     ):
-        ours, theirs = candidate.get(metric), champion.get(metric)
-        if not (_finite(ours) and _finite(theirs)):
+        ours, theirs = _number(candidate.get(metric)), _number(champion.get(metric))
+        if ours is None or theirs is None:
             continue
         # Relative to the champion's error, so the limit means the same whatever the target's unit.
         worse = (ours - theirs) / theirs if theirs > 0 else (0.0 if ours <= theirs else math.inf)
@@ -402,8 +407,8 @@ def _regression_checks(
                 f"candidate {metric} {ours:.4f} vs champion {theirs:.4f}: {worse:+.2%} relative, allowed +{limit:.0%}",
             )
         )
-    ours, theirs = r2, champion.get("r2")
-    if _finite(ours) and _finite(theirs):
+    ours, theirs = r2, _number(champion.get("r2"))
+    if ours is not None and theirs is not None:
         drop = theirs - ours
         checks.append(
             _check(
