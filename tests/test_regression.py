@@ -349,3 +349,41 @@ def test_make_local_regression_reports_regression_metrics_and_prediction_drift(t
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "<th>RMSE</th>" in report and "AUC" not in report
     assert "fp32 RMSE" in proc.stdout
+
+
+def _stack_plan(changes: dict[str, str], drop: tuple[str, ...] = ()) -> Any:
+    from tools.example_outputs import example_stack_outputs
+    from tools.plan import run_program
+    from tools.preflight import preflight
+
+    root = Path(__file__).resolve().parent.parent
+    values = {k: v for k, v in preflight("dev", root).values.items() if k not in drop}
+    values.update(changes)
+    return run_program("dev", values, stack_outputs=example_stack_outputs())
+
+
+def test_a_regression_stack_trains_a_regression_model_and_parses_its_metrics() -> None:
+    """`mlplatform:monitorProblemType: Regression` is the model's task: the training job gets `task: regression`
+    and the regression epoch line's metric regexes (CreateTrainingJob AlgorithmSpecification.MetricDefinitions);
+    the default stack's job keeps the classification ones and no `task` key."""
+    from training.metrics import REGRESSION_LINE_FIELDS
+
+    job_type = "aws:sagemaker/trainingJob:TrainingJob"
+    regression = _stack_plan(
+        {"mlplatform:monitorProblemType": "Regression", "mlplatform:monitorQualityAlarmMetric": "rmse"},
+        drop=("mlplatform:monitorSensitiveAttribute",),
+    ).one(job_type)["inputs"]
+    assert regression["hyperParameters"]["task"] == "regression"
+    names = [m["name"] for m in regression["algorithmSpecification"]["metricDefinitions"]]
+    assert names == list(REGRESSION_LINE_FIELDS)
+    default = _stack_plan({}).one(job_type)["inputs"]
+    assert "task" not in default["hyperParameters"]
+    assert "val_rmse" not in [m["name"] for m in default["algorithmSpecification"]["metricDefinitions"]]
+
+
+def test_a_regression_stack_refuses_a_classification_quality_alarm_metric() -> None:
+    from components.settings import MonitoringSettings
+
+    with pytest.raises(ValueError, match=r"mlplatform:monitorQualityAlarmMetric: 'accuracy' is not a metric of a "):
+        MonitoringSettings(quality=True, problem_type="Regression")
+    assert MonitoringSettings(quality=True, problem_type="Regression", quality_alarm_metric="r2").problem_type
