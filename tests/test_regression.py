@@ -387,3 +387,17 @@ def test_a_regression_stack_refuses_a_classification_quality_alarm_metric() -> N
     with pytest.raises(ValueError, match=r"mlplatform:monitorQualityAlarmMetric: 'accuracy' is not a metric of a "):
         MonitoringSettings(quality=True, problem_type="Regression")
     assert MonitoringSettings(quality=True, problem_type="Regression", quality_alarm_metric="r2").problem_type
+
+
+def test_client_reads_a_regression_answer_in_json_and_csv() -> None:
+    from client.endpoint import ClientError, decode_predictions
+
+    json_answer = decode_predictions(b'{"predictions":[151.25,87.5]}', "application/json")
+    assert [p.value for p in json_answer] == [151.25, 87.5]
+    assert json_answer[0].probabilities == {}
+    csv_answer = decode_predictions(b"151.25\n87.5\n", "text/csv")
+    assert [p.value for p in csv_answer] == [151.25, 87.5]
+    classifier = decode_predictions(b"1,0.1,0.9\n", "text/csv")
+    assert classifier[0].value is None and classifier[0].label == "1"
+    with pytest.raises(ClientError, match="must be a number"):
+        decode_predictions(b'{"predictions":["x"]}', "application/json")
