@@ -51,9 +51,10 @@ plan: $(STAMP)
 
 # The whole lifecycle on this machine: demo data, training, serving, replayed traffic (normal, drifted), drift
 # monitor, dev plan; report and summary under build/local/. CONTAINERS=1 runs them in the buildah images (root).
+# TASK=regression runs the regression demo (diabetes: RMSE/MAE/R2, prediction-distribution drift).
 .PHONY: local
 local: $(STAMP)
-	$(PY) -m tools.local $(if $(filter 1,$(CONTAINERS)),--containers)
+	$(PY) -m tools.local $(if $(filter 1,$(CONTAINERS)),--containers) $(if $(TASK),--task $(TASK))
 
 # Offline plan diff of dev and prod between BASE (a git ref) and the working tree: build/plan/diff.md.
 BASE ?= origin/main

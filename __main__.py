@@ -143,6 +143,9 @@ if settings.model.source == "train":
         if settings.monitoring.quality
         else {}
     )
+    # The monitors' problem type is the model's task: a Regression stack trains a regression model (the training
+    # container's `task` hyperparameter; the default, auto, detects it from the target column).
+    task_hyperparameters = {"task": "regression"} if settings.monitoring.problem_type == "Regression" else {}
     training = ModelTraining(
         f"{name}-train",
         {
@@ -159,7 +162,12 @@ if settings.model.source == "train":
             "max_wait_seconds": t.max_wait_seconds,
             # The device that fits the instance type (so a GPU job never trains on the CPU); the stack's own
             # hyperparameters win where they set the same key.
-            "hyperparameters": {**hyperparameters_for(t.layout), **monitoring_hyperparameters, **t.hyperparameters},
+            "hyperparameters": {
+                **hyperparameters_for(t.layout),
+                **monitoring_hyperparameters,
+                **task_hyperparameters,
+                **t.hyperparameters,
+            },
             "train_prefix": t.train_prefix,
             "validation_prefix": t.validation_prefix,
             "subnet_ids": t.subnet_ids,

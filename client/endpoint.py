@@ -57,6 +57,9 @@ class EndpointUnavailableError(ClientError):
 class Prediction:
     label: str
     probabilities: dict[str, float]
+    value: float | None = None
+    """A regression model's answer (target units; `label` is its text, `probabilities` empty); None for a
+    classifier."""
 
 
 def encode_rows(rows: Sequence[Row], content_type: str) -> bytes:
@@ -83,10 +86,13 @@ def encode_rows(rows: Sequence[Row], content_type: str) -> bytes:
 
 
 def decode_predictions(body: bytes, content_type: str) -> list[Prediction]:
-    """The serving container's JSON (`{"classes", "predictions": [{"label", "probabilities"}]}`) or CSV."""
+    """The serving container's JSON (`{"classes", "predictions": [{"label", "probabilities"}]}`, or a regression
+    model's `{"predictions": [number, ...]}`) or CSV (`label,p0,p1,...`, or one number per line)."""
     try:
         if content_type.startswith(JSON):
             document = json.loads(body)
+            if "classes" not in document:
+                return [_regression(v) for v in document["predictions"]]
             classes = [str(c) for c in document["classes"]]
             return [
                 Prediction(
@@ -99,6 +105,9 @@ def decode_predictions(body: bytes, content_type: str) -> list[Prediction]:
             for line in csv.reader(io.StringIO(body.decode())):
                 if line:
                     label, *probs = line
+                    if not probs:
+                        predictions.append(_regression(float(label)))
+                        continue
                     predictions.append(
                         Prediction(label=label, probabilities={str(i): float(p) for i, p in enumerate(probs)})
                     )
@@ -106,6 +115,12 @@ def decode_predictions(body: bytes, content_type: str) -> list[Prediction]:
     except (ValueError, KeyError, TypeError) as exc:
         raise ClientError(f"could not read the endpoint's {content_type} answer: {exc}") from exc
     raise ClientError(f"the endpoint answered with unsupported content type {content_type!r}")
+
+
+def _regression(value: object) -> Prediction:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"a regression prediction must be a number, got {value!r}")
+    return Prediction(label=repr(float(value)), probabilities={}, value=float(value))
 
 
 class EndpointClient:

@@ -141,6 +141,14 @@ def gate_arguments(lifecycle: LifecycleSettings) -> list[str]:
         str(lifecycle.max_demographic_parity_difference),
         "--max-equal-opportunity-difference",
         str(lifecycle.max_equal_opportunity_difference),
+        "--max-rmse-increase",
+        str(lifecycle.max_rmse_increase),
+        "--max-mae-increase",
+        str(lifecycle.max_mae_increase),
+        "--max-r2-drop",
+        str(lifecycle.max_r2_drop),
+        "--min-r2",
+        str(lifecycle.min_r2),
     ]
     if lifecycle.sensitive_attribute is not None:
         args += ["--sensitive-attribute", lifecycle.sensitive_attribute]

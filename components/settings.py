@@ -432,6 +432,10 @@ class AlarmSettings(_Section):
         return self.period_seconds * self.evaluation_periods
 
 
+REGRESSION_METRICS = ("rmse", "mae", "mse", "r2")
+"""Model Monitor's regression_metrics (model-monitor-model-quality-metrics): what a Regression alarm can watch."""
+
+
 class MonitoringSettings(_Section):
     prefix: ClassVar[str] = "monitor"
 
@@ -446,7 +450,8 @@ class MonitoringSettings(_Section):
     quality: bool = False
     """Monitor model quality against the evaluation's baseline, joining captures with uploaded ground truth."""
     problem_type: Literal["BinaryClassification", "MulticlassClassification", "Regression"] = "BinaryClassification"
-    """The model's task (Model Monitor's ProblemType): decides the quality metrics."""
+    """The model's task (Model Monitor's ProblemType): decides the quality metrics; `Regression` also trains a
+    regression model (training hyperparameter `task`)."""
     inference_attribute: Annotated[str, Field(min_length=1, max_length=256)] = "0"
     """Where the predicted label is in an answer: a CSV column (0-based) or a JSON path."""
     probability_attribute: Annotated[str, Field(max_length=256)] = "2"
@@ -474,6 +479,11 @@ class MonitoringSettings(_Section):
             )
         if self.sensitive_attribute is not None and self.problem_type == "Regression":
             raise ValueError("mlplatform:monitorSensitiveAttribute: bias metrics need a classification problem type")
+        if self.quality and self.problem_type == "Regression" and self.quality_alarm_metric not in REGRESSION_METRICS:
+            raise ValueError(
+                f"mlplatform:monitorQualityAlarmMetric: {self.quality_alarm_metric!r} is not a metric of a Regression "
+                f"model (mlplatform:monitorProblemType); allowed: {', '.join(REGRESSION_METRICS)}"
+            )
         if self.backend == "model-monitor" and self.sensitive_attribute and self.sensitive_feature_index is None:
             raise ValueError(
                 "mlplatform:monitorBackend model-monitor with mlplatform:monitorSensitiveAttribute needs "
@@ -960,6 +970,14 @@ class LifecycleSettings(_Section):
     """Gate: the largest allowed difference between groups' rates of predicting the positive class."""
     max_equal_opportunity_difference: Fraction = 0.2
     """Gate: the largest allowed difference between groups' true positive rates."""
+    max_rmse_increase: Fraction = 0.05
+    """Gate (regression models): the candidate's RMSE may exceed the champion's by at most this fraction of it."""
+    max_mae_increase: Fraction = 0.05
+    """Gate (regression models): the candidate's MAE may exceed the champion's by at most this fraction of it."""
+    max_r2_drop: Fraction = 0.02
+    """Gate (regression models): the candidate's R2 may be at most this much below the champion's."""
+    min_r2: Fraction = 0.0
+    """Gate (regression models): the lowest R2 a candidate may have (0: no better than predicting the mean)."""
     max_drift_distance: Fraction | None = None
     """Validation: drift distance allowed per feature against the champion (unset: the baseline constraints')."""
     champion_model_data_url: S3Uri | None = None

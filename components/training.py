@@ -21,7 +21,7 @@ from components.settings import has_local_nvme
 from components.training_check import model_prefix, training_check_hook
 
 # The training container's own metric regexes (torch-free module): one source for the log format and the job.
-from training.metrics import METRIC_DEFINITIONS
+from training.metrics import METRIC_DEFINITIONS, REGRESSION_METRIC_DEFINITIONS
 from training.model_files import BASELINE_CONSTRAINTS, BASELINE_STATISTICS  # docs/model-contract.md
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -203,7 +203,12 @@ class ModelTraining(pulumi.ComponentResource):
             )
         network_isolation = args.get("enable_network_isolation", True)
         metric_definitions: list[aws.sagemaker.TrainingJobAlgorithmSpecificationMetricDefinitionArgsDict] = [
-            {"name": m["Name"], "regex": m["Regex"]} for m in args.get("metric_definitions", METRIC_DEFINITIONS)
+            {"name": m["Name"], "regex": m["Regex"]}
+            for m in args.get(
+                "metric_definitions",
+                # A regression run logs RMSE, MAE and R2 instead of AUC and accuracy (training/metrics.py).
+                REGRESSION_METRIC_DEFINITIONS if hyperparameters.get("task") == "regression" else METRIC_DEFINITIONS,
+            )
         ]
         # SageMaker refuses a volume KMS key on instance types whose storage is local NVMe (g4dn, g5, p4d, the
         # *d families): that storage is hardware-encrypted instance store, not an EBS volume

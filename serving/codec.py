@@ -419,6 +419,8 @@ class ResponseEncoder:
         return probabilities.argmax(axis=1)
 
     def encode(self, media: str, probabilities: np.ndarray, batch: Batch) -> bytes:
+        if self.manifest.regression:
+            return self.encode_regression(media, probabilities, batch)
         if media == CSV:
             return self.encode_csv(probabilities)
         unknown = self.unknown_categories(batch)
@@ -435,6 +437,27 @@ class ResponseEncoder:
         return orjson.dumps(
             {"classes": self.manifest.classes, "predictions": records}, option=orjson.OPT_SERIALIZE_NUMPY
         )
+
+    def encode_regression(self, media: str, predictions: np.ndarray, batch: Batch) -> bytes:
+        """A regression model's answer, in the target's units: CSV one value per line; JSON
+        `{"predictions": [v, ...]}` (with `unknown_categories`, a list per row, when any row has one); JSON Lines
+        `{"prediction": v}` per row (with that row's `unknown_categories` when it has any)."""
+        values = np.ascontiguousarray(predictions.reshape(-1), dtype=np.float32)
+        numbers = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)  # b"[1.5,2.0]", shortest float32 form
+        cells = numbers[1:-1].split(b",") if values.size else []
+        if media == CSV:
+            return b"".join(cell + b"\n" for cell in cells)
+        unknown = self.unknown_categories(batch)
+        if media == JSONLINES:
+            if unknown is None:
+                return b"".join(b'{"prediction":' + cell + b"}\n" for cell in cells)
+            return b"".join(
+                b'{"prediction":' + cell + (b',"unknown_categories":' + orjson.dumps(names) if names else b"") + b"}\n"
+                for cell, names in zip(cells, unknown, strict=True)
+            )
+        if unknown is None:
+            return b'{"predictions":' + numbers + b"}"
+        return b'{"predictions":' + numbers + b',"unknown_categories":' + orjson.dumps(unknown) + b"}"
 
     def _spliced_rows(self, probabilities: np.ndarray) -> list[bytes]:
         """Per row `{"label":...,"probabilities":[...]` (without the closing brace)."""
@@ -473,11 +496,12 @@ def check_finite(probabilities: np.ndarray, manifest: ModelManifest) -> None:
     """Non-finite output comes from inputs far outside what the model was trained on: the client's to fix."""
     if np.isfinite(probabilities).all():
         return
-    finite = np.isfinite(probabilities).all(axis=1)
+    finite = np.isfinite(probabilities).reshape(probabilities.shape[0], -1).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
+        what = "prediction" if manifest.regression else "probabilities"
         raise InputError(
-            message=f"row {row}: the model produced no finite probabilities for these values; "
+            message=f"row {row}: the model produced no finite {what} for these values; "
             "they are far outside the range the model was trained on",
             expected="feature values in the range the model was trained on",
             row=row,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +43,13 @@ class ModelManifest:
     """Request columns that fill graph input `numeric`, in graph column order."""
     categorical_columns: tuple[int, ...]
     """Request columns that fill graph input `categorical`, in graph column order."""
+    regression: bool = False
+    """`task: regression`: no classes, the graph's output `predictions` is float32 [N] in the target's units."""
+
+    @property
+    def output(self) -> str:
+        """The graph output serving reads."""
+        return "predictions" if self.regression else "probabilities"
 
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
@@ -121,15 +128,21 @@ def parse_manifest(document: Any, path: Path) -> ModelManifest:
     if not columns["numeric"]:
         # The contract's graph always has a `numeric` input; a model without one is outside it.
         raise _fail(path, "the model needs at least one numeric feature")
-    classes = document.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+    regression = document.get("task") == "regression"
+    classes = document.get("classes", []) if regression else document.get("classes")
+    if regression and classes:
+        raise _fail(path, "a regression model (task: regression) has no classes")
+    if not regression and (
+        not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes)
+    ):
         raise _fail(path, "classes must be a list of at least two strings")
     files = document.get("files")
     if not isinstance(files, dict) or not all(isinstance(files.get(p), str) for p in PRECISIONS):
         raise _fail(path, "files must map 'fp32' and 'int8' to file names")
     return ModelManifest(
         features=tuple(features),
-        classes=tuple(classes),
+        classes=tuple(cast(list[str], classes)),
+        regression=regression,
         files={p: files[p] for p in PRECISIONS},
         numeric_columns=columns["numeric"],
         categorical_columns=columns["categorical"],
@@ -176,17 +189,19 @@ class LoadedModel:
         expected = {"numeric"} | ({"categorical"} if self.manifest.categorical_columns else set())
         if inputs != expected:
             raise _fail(path, f"graph inputs are {sorted(inputs)}, manifest.json implies {sorted(expected)}")
-        if "probabilities" not in {o.name for o in self.session.get_outputs()}:
-            raise _fail(path, "graph has no output named 'probabilities'")
+        output = self.manifest.output
+        if output not in {o.name for o in self.session.get_outputs()}:
+            raise _fail(path, f"graph has no output named {output!r}")
         self.precision = precision
-        self._outputs = ["probabilities"]
+        self._outputs = [output]
         # The binding's run skips the Python wrapper's per-call checks (a few microseconds of a 1-row request);
         # inputs are already validated here. Falls back to the public method if the binding changes.
         binding = getattr(self.session, "_sess", None)
         self._run = getattr(binding, "run", None) or (lambda outputs, feeds, _: self.session.run(outputs, feeds))
 
     def predict(self, batch: Batch) -> np.ndarray:
-        """Class probabilities, float32 [N, n_classes], columns in manifest `classes` order."""
+        """Class probabilities, float32 [N, n_classes], columns in manifest `classes` order; for a regression
+        model the predictions, float32 [N]."""
         feeds: dict[str, np.ndarray] = {"numeric": batch.numeric}
         if batch.categorical is not None:
             feeds["categorical"] = batch.categorical

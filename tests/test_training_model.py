@@ -292,7 +292,7 @@ def _split_data(classes: tuple[str, ...]) -> Any:
     rng = np.random.default_rng(0)
     n = 200
     labels = rng.integers(0, len(classes), n)
-    schema = SimpleNamespace(classes=classes, categorical=("site",), numeric=("x",))
+    schema = SimpleNamespace(classes=classes, categorical=("site",), numeric=("x",), regression=False)
     validation = SimpleNamespace(
         labels=labels,
         categorical=np.array([["north" if i % 2 else "south"] for i in range(n)], dtype=object),

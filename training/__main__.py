@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.demo import write_demo_data, write_synthetic_data
+from training.demo import TASKS, write_demo_data, write_synthetic_data
 from training.errors import TrainingInputError
 from training.hyperparameters import Hyperparameters, load_hyperparameters
 from training.layout import DEFAULT_ML_ROOT, Cluster, MLRoot, load_cluster, load_distribution
@@ -117,6 +117,7 @@ def run_worker(ml: MLRoot, hp: Hyperparameters, identity: WorkerIdentity, plan: 
             exchange=rendezvous.exchange if rendezvous else local_exchange,
             seed=hp.seed,
             read_validation=identity.rank == 0,
+            task=hp.task,
         )
         if identity.rank == 0:
             LOG.info("data fingerprint %s; %d training rows in all", data.fingerprint, data.train_rows_total)
@@ -267,9 +268,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--ml-root", type=Path, default=DEFAULT_ML_ROOT, help=root_help)
     worker = sub.add_parser("worker", help="one training process (started by `train` through torchrun)")
     worker.add_argument("--ml-root", type=Path, default=DEFAULT_ML_ROOT, help=root_help)
-    demo = sub.add_parser("demo-data", help="lay out the breast cancer demo data and default hyperparameters")
+    demo = sub.add_parser("demo-data", help="lay out the demo data (breast cancer or diabetes) and hyperparameters")
     demo.add_argument("--ml-root", type=Path, required=True, help="where to lay out input/")
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument(
+        "--task", choices=TASKS, default="classification", help="classification: breast cancer; regression: diabetes"
+    )
     synthetic = sub.add_parser("synthetic", help="lay out seeded synthetic data (numeric and categorical)")
     synthetic.add_argument("--ml-root", type=Path, required=True, help="where to lay out input/")
     synthetic.add_argument("--rows", type=int, default=10_000)
@@ -277,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--categorical", type=int, default=3)
     synthetic.add_argument("--classes", type=int, default=2)
     synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--task", choices=TASKS, default="classification", help="a class label or a numeric target")
     from training.steps import add_parsers
 
     add_parsers(sub)  # validate, evaluate: the lifecycle's steps around training (training/steps.py)
@@ -300,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return worker_command(ml)
     if args.command == "demo-data":
-        write_demo_data(ml, seed=args.seed)
+        write_demo_data(ml, seed=args.seed, task=args.task)
     else:
         if args.rows < 10 or args.numeric < 1 or args.categorical < 0 or args.classes < 2:
             print(
@@ -315,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             categorical=args.categorical,
             classes=args.classes,
             seed=args.seed,
+            task=args.task,
         )
     LOG.info("laid out %s; train with: python -m training train --ml-root %s", ml.root / "input", ml.root)
     return 0

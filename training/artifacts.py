@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime
+import pandas as pd
 import torch
 
 from monitoring import quality_metrics
@@ -19,22 +20,32 @@ from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
 from training.data import TrainingData
 from training.errors import TrainingInputError
-from training.evaluation import classification_metrics
+from training.evaluation import classification_metrics, regression_metrics
 from training.export import (
     CATEGORICAL_INPUT,
     NUMERIC_INPUT,
-    OUTPUT,
     export_onnx,
     onnx_probabilities,
+    output_name,
     quantize_int8,
 )
 from training.hyperparameters import Hyperparameters
-from training.model_files import BASELINE_DIR, EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
+from training.model_files import (
+    BASELINE_DIR,
+    EVALUATION_FILE,
+    FP32_FILE,
+    INT8_FILE,
+    MANIFEST_FILE,
+    PREDICTIONS_BASELINE_DIR,
+)
 from training.trainer import TrainResult, predict_probabilities, to_device
 
 LOG = logging.getLogger(__name__)
 
+PREDICTION_COLUMN = "prediction"
 PARITY_TOLERANCE = 1e-4
+"""Largest allowed |ONNX - PyTorch| on the validation split: of a probability, or for regression of a prediction
+divided by the target's standard deviation (the standardised units the network computes in)."""
 
 
 class ExportParityError(Exception):
@@ -89,14 +100,28 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
     inputs: dict[str, Any] = {NUMERIC_INPUT: {"dtype": "float32", "shape": [None, len(schema.numeric)]}}
     if schema.categorical:
         inputs[CATEGORICAL_INPUT] = {"dtype": "string", "shape": [None, len(schema.categorical)]}
+    task_fields: dict[str, Any]
+    if schema.regression:
+        # No classes: the graph answers one number per row, in the target's units.
+        task_fields = {
+            "task": "regression",
+            "target": schema.target,
+            "features": features,
+            "inputs": inputs,
+            "outputs": {output_name(schema): {"dtype": "float32", "shape": [None]}},
+        }
+    else:
+        task_fields = {
+            "task": "binary_classification" if len(schema.classes) == 2 else "multiclass_classification",
+            "target": schema.target,
+            "features": features,
+            "classes": list(schema.classes),
+            "inputs": inputs,
+            "outputs": {output_name(schema): {"dtype": "float32", "shape": [None, len(schema.classes)]}},
+        }
     return {
         "format_version": 1,
-        "task": "binary_classification" if len(schema.classes) == 2 else "multiclass_classification",
-        "target": schema.target,
-        "features": features,
-        "classes": list(schema.classes),
-        "inputs": inputs,
-        "outputs": {OUTPUT: {"dtype": "float32", "shape": [None, len(schema.classes)]}},
+        **task_fields,
         "unknown_category_policy": "map-to-unknown",
         "files": {"fp32": FP32_FILE, "int8": INT8_FILE},
         "versions": {
@@ -131,12 +156,30 @@ def write_evaluation_baseline(
     positive_label: str = "",
     sensitive_feature: str = "",
 ) -> None:
-    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`) and, with a sensitive
-    feature, the bias baseline (`baseline/model_bias/constraints.json`), from the validation split as the
-    exported model scores it: what the stack's quality and bias monitors compare each window with
-    (components/monitoring.py reads them beside the drift baseline). Labels and predictions are the class names
-    the server answers with; for two classes the score is the probability of the positive class."""
+    """The model-quality baseline (`baseline/model_quality/{statistics,constraints}.json`; for regression also
+    the prediction distribution, `baseline/predictions/`) and, with a sensitive feature, the bias baseline
+    (`baseline/model_bias/constraints.json`), from the validation split as the exported model scores it: what
+    the stack's quality and bias monitors compare each window with (components/monitoring.py reads them beside
+    the drift baseline). Labels and predictions are the class names the server answers with; for two classes the
+    score is the probability of the positive class."""
     assert data.validation is not None
+    if data.schema.regression:
+        if sensitive_feature:
+            raise TrainingInputError(
+                f"hyperparameter 'sensitive_feature' ({sensitive_feature!r}): a bias baseline needs a classification "
+                f"task, this run is a regression; allowed: empty"
+            )
+        assert data.validation.targets is not None
+        write_quality_baseline(
+            [float(v) for v in data.validation.targets],
+            [float(v) for v in probabilities],
+            baseline_dir,
+            problem_type=quality_metrics.REGRESSION,
+        )
+        predictions_dir = baseline_dir / PREDICTIONS_BASELINE_DIR
+        predictions_dir.mkdir(parents=True, exist_ok=True)
+        write_baseline(pd.DataFrame({PREDICTION_COLUMN: probabilities.astype(np.float64)}), predictions_dir)
+        return
     classes = data.schema.classes
     binary = len(classes) == 2
     positive = positive_label or classes[-1 if binary else 0]
@@ -169,6 +212,16 @@ def write_evaluation_baseline(
     )
 
 
+def score(predictions: np.ndarray, data: TrainingData) -> dict[str, float]:
+    """The validation figures of a graph's output: auc, accuracy, log_loss, or for regression rmse, mae, r2."""
+    validation = data.validation
+    assert validation is not None
+    if data.schema.regression:
+        assert validation.targets is not None
+        return regression_metrics(predictions, validation.targets)
+    return classification_metrics(predictions, validation.labels)
+
+
 def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
     """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,18 +234,19 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
     export_onnx(model, data.schema, data.train, fp32_path)
     fp32_probabilities = onnx_probabilities(fp32_path, validation)
-    parity = float(np.max(np.abs(fp32_probabilities - torch_probabilities)))
+    scale = data.schema.target_std if data.schema.regression else 1.0
+    parity = float(np.max(np.abs(fp32_probabilities - torch_probabilities))) / scale
     LOG.info("max abs difference PyTorch vs onnxruntime on %d validation rows: %.3g", len(validation), parity)
     if not parity <= PARITY_TOLERANCE:
         raise ExportParityError(
             f"exported ONNX graph differs from the PyTorch model by {parity:.3g} "
-            f"(max abs probability difference on the validation split; allowed <= {PARITY_TOLERANCE:g})"
+            f"(max abs {'prediction difference / target std' if scale != 1.0 else 'probability difference'} on the "
+            f"validation split; allowed <= {PARITY_TOLERANCE:g})"
         )
     quantize_int8(fp32_path, int8_path)
     int8_probabilities = onnx_probabilities(int8_path, validation)
 
-    fp32 = classification_metrics(fp32_probabilities, validation.labels)
-    int8 = classification_metrics(int8_probabilities, validation.labels)
+    fp32, int8 = (score(p, data) for p in (fp32_probabilities, int8_probabilities))
     evaluation = {
         "validation_rows": len(validation),
         "fp32": fp32,
@@ -201,7 +255,8 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
         "parity": {
             "max_abs_diff_torch_vs_onnxruntime": parity,
             "tolerance": PARITY_TOLERANCE,
-            "max_abs_diff_int8_vs_fp32": float(np.max(np.abs(int8_probabilities - fp32_probabilities))),
+            "max_abs_diff_int8_vs_fp32": float(np.max(np.abs(int8_probabilities - fp32_probabilities))) / scale,
+            "units": "target std" if data.schema.regression else "probability",
         },
         "training": {
             "best_epoch": result.best_epoch,
@@ -224,6 +279,6 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     )
     if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
         prepare_model_directory(data, out_dir)
-    metrics = {"val_auc": fp32["auc"], "val_accuracy": fp32["accuracy"], "val_log_loss": fp32["log_loss"]}
+    metrics = {f"val_{name}": value for name, value in fp32.items()}
     # The manifest is written last: its presence says the directory is complete.
     _write_json(out_dir / MANIFEST_FILE, build_manifest(data, hp, metrics))

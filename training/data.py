@@ -1,7 +1,8 @@
 """Reading the `train` and `validation` channels (CSV or Parquet with a header row) into model-ready arrays.
 
 Column types are inferred: a column whose values all parse as numbers is numeric, anything else is
-categorical. The label stays a string, as it appeared in the data, because the manifest's classes are strings.
+categorical. For classification the label stays a string, as it appeared in the data, because the manifest's
+classes are strings; for regression it is a number (`detect_task` decides which, or the `task` hyperparameter).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,11 @@ CHANNELS = ("train", "validation")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ALLOWED_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+REGRESSION_MIN_DISTINCT = 20
+"""With `task` auto, a numeric target with more than this many distinct values is a regression target; fewer
+(0/1, 1..5 ratings, class codes) is a classification one. Set `task` to override."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,16 @@ class FeatureSchema:
     classes: tuple[str, ...]
     means: tuple[float, ...]
     stds: tuple[float, ...]
+    task: str = CLASSIFICATION
+    """`classification` or `regression` (then `classes` is empty)."""
+    target_mean: float = 0.0
+    """Regression: the training target's mean; the model learns (y - mean) / std and the graph undoes it."""
+    target_std: float = 1.0
+    """Regression: the training target's (population) standard deviation."""
+
+    @property
+    def regression(self) -> bool:
+        return self.task == REGRESSION
 
     @property
     def cardinalities(self) -> list[int]:
@@ -60,7 +77,9 @@ class EncodedSplit:
     categorical_index: np.ndarray
     """int64 [N, n_categorical], 0 for categories unknown to the model."""
     labels: np.ndarray
-    """int64 [N], position of the label in `FeatureSchema.classes`."""
+    """int64 [N], position of the label in `FeatureSchema.classes` (zeros for regression)."""
+    targets: np.ndarray | None = None
+    """Regression: float32 [N], the target in its own units; None for classification."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -286,6 +305,43 @@ def _sorted_classes(labels: set[str] | list[str]) -> tuple[str, ...]:
         return tuple(values)
 
 
+def _target_numbers(labels: pd.Series) -> tuple[np.ndarray | None, str | None]:
+    """The target as float64 numbers, or (None, the first cell that is not a finite number)."""
+    converted = cast(pd.Series, pd.to_numeric(labels, errors="coerce")).to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(converted)
+    if finite.all():
+        return converted, None
+    return None, str(labels.iloc[int(np.argmin(finite))])
+
+
+def detect_task(requested: str, target: str, non_number: str | None, distinct: int) -> str:
+    """The task of a run: `requested` unless it is `auto`, then regression for a numeric target with more than
+    REGRESSION_MIN_DISTINCT distinct values (`distinct`; `non_number` is a cell that is not a finite number, or
+    None when every cell is one), else classification."""
+    if requested == REGRESSION:
+        if non_number is not None:
+            raise TrainingInputError(
+                f"hyperparameter 'task': 'regression' needs a numeric target, but target column {target!r} in "
+                f"channel 'train' has the value {non_number!r}, which is not a finite number; allowed: a number in "
+                f"every row of {target!r}, or task 'classification' or 'auto'"
+            )
+        return REGRESSION
+    if requested == CLASSIFICATION:
+        return CLASSIFICATION
+    if requested != "auto":
+        raise TrainingInputError(
+            f"hyperparameter 'task': {requested!r} is not allowed; allowed: auto, classification, regression"
+        )
+    if non_number is None and distinct > REGRESSION_MIN_DISTINCT:
+        LOG.info(
+            "task auto: target column %r is numeric with more than %d distinct values: regression",
+            target,
+            REGRESSION_MIN_DISTINCT,
+        )
+        return REGRESSION
+    return CLASSIFICATION
+
+
 def _require_target(channel: str, frame: pd.DataFrame, target: str) -> None:
     if target not in frame.columns:
         raise TrainingInputError(
@@ -353,11 +409,13 @@ def load_training_data(
     exchange: Exchange = local_exchange,
     seed: int = 0,
     read_validation: bool = True,
+    task: str = "auto",
 ) -> TrainingData:
     """Read this process's share of `train` (and, when asked, all of `validation`), infer the schema from
     the whole `train` channel across all processes (`exchange`) and encode both splits with it.
 
-    Columns named in `categorical_columns` are categorical whatever their values look like.
+    Columns named in `categorical_columns` are categorical whatever their values look like. `task` is the
+    hyperparameter: `classification`, `regression` or `auto` (`detect_task`).
     """
     sharding = sharding or Sharding()
     my_files, row_part, row_parts = _my_train_files(ml, sharding, exchange)
@@ -412,21 +470,42 @@ def load_training_data(
             "the training data has no numeric feature; this model needs at least one numeric column"
         )
     train_labels = _label_strings("train", _column(frame, target), target)
+    target_values, target_bad = _target_numbers(train_labels)
+    distinct = sorted(set(train_labels.tolist()))
+    if task != CLASSIFICATION and target_bad is None and len(distinct) > REGRESSION_MIN_DISTINCT:
+        # Enough to tell a regression target; the full set is only needed for classes.
+        distinct = distinct[: REGRESSION_MIN_DISTINCT + 1]
 
     local_stats = {
         "rows": len(frame),
         "moments": [_numeric_moments(train_columns[n].to_numpy(dtype=np.float64)) for n in numeric],
         "counts": [train_columns[n].value_counts().to_dict() for n in categorical],
-        "classes": sorted(set(train_labels.tolist())),
+        "classes": distinct,
+        "target_bad": target_bad,
+        "target_moments": _numeric_moments(target_values) if target_values is not None else None,
         "digests": read.digests,
     }
     stats: list[dict[str, Any]] = exchange("train-statistics", local_stats)
-    classes = _sorted_classes({c for s in stats for c in s["classes"]})
-    if len(classes) < 2:
-        raise TrainingInputError(
-            f"target column {target!r} has a single class {list(classes)} in channel 'train'; "
-            f"a classifier needs at least two"
-        )
+    labels_seen = {c for s in stats for c in s["classes"]}
+    bad = next((s["target_bad"] for s in stats if s["target_bad"] is not None), None)
+    task = detect_task(task, target, bad, len(labels_seen))
+    classes: tuple[str, ...] = ()
+    target_mean, target_std = 0.0, 1.0
+    if task == REGRESSION:
+        count, target_mean, m2 = merge_moments([s["target_moments"] for s in stats])
+        target_std = math.sqrt(m2 / count) if count else 0.0
+        if not target_std > 1e-12:
+            raise TrainingInputError(
+                f"target column {target!r} is constant in channel 'train' (every value {target_mean:g}); "
+                f"a regression needs a varying target"
+            )
+    else:
+        classes = _sorted_classes(labels_seen)
+        if len(classes) < 2:
+            raise TrainingInputError(
+                f"target column {target!r} has a single class {list(classes)} in channel 'train'; "
+                f"a classifier needs at least two"
+            )
     moments = [merge_moments([s["moments"][i] for s in stats]) for i in range(len(numeric))]
     means = np.array([m[1] for m in moments])
     stds = np.sqrt(np.array([m[2] / m[0] for m in moments]))
@@ -458,6 +537,9 @@ def load_training_data(
         classes=classes,
         means=tuple(float(m) for m in means),
         stds=tuple(float(s) for s in stds),
+        task=task,
+        target_mean=float(target_mean),
+        target_std=float(target_std),
     )
     digests = [d for s in stats for d in s["digests"]]
     validation_split: EncodedSplit | None = None
@@ -505,6 +587,14 @@ def _load_validation(ml: MLRoot, schema: FeatureSchema) -> tuple[EncodedSplit, l
         _require_finite("validation", name, as_number)
         columns[name] = as_number
     labels = _label_strings("validation", _column(frame, schema.target), schema.target)
+    if schema.regression:
+        _, bad = _target_numbers(labels)
+        if bad is not None:
+            raise TrainingInputError(
+                f"channel 'validation': target column {schema.target!r} has the value {bad!r}, which is not a finite "
+                f"number; a regression target must be a number in every row"
+            )
+        return encode(schema, columns, labels), read.digests
     unseen = sorted(set(labels.tolist()) - set(schema.classes))
     if unseen:
         raise TrainingInputError(
@@ -529,9 +619,12 @@ def encode(schema: FeatureSchema, columns: dict[str, pd.Series], labels: pd.Seri
     else:
         raw = np.empty((n, 0), dtype=object)
         index = np.empty((n, 0), dtype=np.int64)
-    if labels is None:
+    targets = None
+    if labels is None or schema.regression:
         label_index = np.zeros(n, dtype=np.int64)
+        if labels is not None:
+            targets = np.asarray(cast(pd.Series, pd.to_numeric(labels.str.strip())).to_numpy(), dtype=np.float32)
     else:
         lookup = {c: i for i, c in enumerate(schema.classes)}
         label_index = labels.map(lookup).to_numpy(dtype=np.int64)
-    return EncodedSplit(numeric=numeric, categorical=raw, categorical_index=index, labels=label_index)
+    return EncodedSplit(numeric=numeric, categorical=raw, categorical_index=index, labels=label_index, targets=targets)

@@ -1,8 +1,7 @@
-"""Demo and synthetic data laid out the way SageMaker would: channels, hyperparameters, resourceconfig.
-
-The demo data is scikit-learn's breast cancer table, a CSV that ships inside the scikit-learn package, so
-nothing is downloaded at run time. The synthetic generator makes any number of seeded rows with numeric and
-categorical columns, for tests and benchmarks.
+"""Demo and synthetic data laid out the way SageMaker would: channels, hyperparameters, resourceconfig. The demo
+data is scikit-learn's breast cancer table (classification) or its diabetes table (regression), files that ship
+inside the scikit-learn package, so nothing is downloaded at run time. The synthetic generator makes any number
+of seeded rows with numeric and categorical columns, for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -12,13 +11,14 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import train_test_split
 
 from training.hyperparameters import Hyperparameters
 from training.layout import MLRoot
 
 VALIDATION_FRACTION = 0.2
+TASKS = ("classification", "regression")
 
 
 def breast_cancer_frame() -> pd.DataFrame:
@@ -26,6 +26,35 @@ def breast_cancer_frame() -> pd.DataFrame:
     bunch: Any = load_breast_cancer(as_frame=True)
     frame = bunch.frame.drop(columns=["target"]).copy()
     frame["label"] = [str(bunch.target_names[t]) for t in bunch.target]
+    return frame
+
+
+def diabetes_frame() -> pd.DataFrame:
+    """The diabetes data (442 rows, 10 numeric features, scaled as scikit-learn ships them), target `label`: a
+    measure of disease progression one year after baseline (25 to 346)."""
+    bunch: Any = load_diabetes(as_frame=True)
+    frame = bunch.frame.drop(columns=["target"]).copy()
+    frame["label"] = bunch.target.astype(float)
+    return frame
+
+
+def regression_frame(rows: int, *, numeric: int = 8, categorical: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Seeded rows whose numeric target `label` is a smooth function of the numeric columns plus per-category
+    offsets and noise (signal to noise about 10:1), in units far from standardised (mean about 200)."""
+    if rows < 1 or numeric < 1 or categorical < 0:
+        raise ValueError("need rows >= 1, numeric >= 1 and categorical >= 0")
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, numeric)) * rng.uniform(0.5, 20.0, size=numeric) + rng.uniform(-50, 50, size=numeric)
+    scaled = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    y = scaled @ rng.normal(size=numeric) + 0.5 * np.tanh(scaled[:, 0] * scaled[:, -1])
+    frame = pd.DataFrame({f"num_{i}": np.round(x[:, i], 4) for i in range(numeric)})
+    for j in range(categorical):
+        cardinality = 3 + (j * 4) % 10
+        codes = rng.integers(0, cardinality, size=rows)
+        y = y + rng.normal(scale=0.7, size=cardinality)[codes]
+        frame[f"cat_{j}"] = [f"c{c}" for c in codes]
+    y = y + rng.normal(scale=0.3 * float(np.std(y)), size=rows)
+    frame["label"] = np.round(200.0 + 40.0 * y, 3)
     return frame
 
 
@@ -62,10 +91,12 @@ def synthetic_frame(
 
 
 def split_frame(
-    frame: pd.DataFrame, *, seed: int, fraction: float = VALIDATION_FRACTION
+    frame: pd.DataFrame, *, seed: int, fraction: float = VALIDATION_FRACTION, stratify: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A stratified, seeded train/validation split."""
-    train, validation = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame["label"])
+    """A seeded train/validation split, stratified by `label` unless `stratify` is False (a regression target)."""
+    train, validation = train_test_split(
+        frame, test_size=fraction, random_state=seed, stratify=frame["label"] if stratify else None
+    )
     return (
         cast(pd.DataFrame, train).reset_index(drop=True),
         cast(pd.DataFrame, validation).reset_index(drop=True),
@@ -92,16 +123,34 @@ def write_layout(
     ml.resource_config.write_text(json.dumps(resource, indent=2) + "\n", encoding="utf-8")
 
 
-def write_demo_data(ml: MLRoot, *, seed: int = 42) -> None:
-    """Lay out the breast cancer demo with default hyperparameters."""
+def write_demo_data(ml: MLRoot, *, seed: int = 42, task: str = "classification") -> None:
+    """Lay out the breast cancer demo (or for `task` regression the diabetes demo, with `task` set in the
+    hyperparameters) with default hyperparameters."""
+    if task == "regression":
+        train, validation = split_frame(diabetes_frame(), seed=seed, stratify=False)
+        write_layout(ml, train, validation, Hyperparameters(seed=seed, task="regression").as_strings())
+        return
     train, validation = split_frame(breast_cancer_frame(), seed=seed)
     write_layout(ml, train, validation, Hyperparameters(seed=seed).as_strings())
 
 
 def write_synthetic_data(
-    ml: MLRoot, rows: int, *, numeric: int = 8, categorical: int = 3, classes: int = 2, seed: int = 0
+    ml: MLRoot,
+    rows: int,
+    *,
+    numeric: int = 8,
+    categorical: int = 3,
+    classes: int = 2,
+    seed: int = 0,
+    task: str = "classification",
 ) -> None:
-    """Lay out synthetic data (`rows` in total, split 80/20) with default hyperparameters."""
+    """Lay out synthetic data (`rows` in total, split 80/20) with default hyperparameters (`task` regression:
+    `regression_frame`, `classes` unused)."""
+    if task == "regression":
+        frame = regression_frame(rows, numeric=numeric, categorical=categorical, seed=seed)
+        train, validation = split_frame(frame, seed=seed, stratify=False)
+        write_layout(ml, train, validation, Hyperparameters(seed=seed, task="regression").as_strings())
+        return
     frame = synthetic_frame(rows, numeric=numeric, categorical=categorical, classes=classes, seed=seed)
     train, validation = split_frame(frame, seed=seed)
     write_layout(ml, train, validation, Hyperparameters(seed=seed).as_strings())

@@ -1,4 +1,5 @@
-"""Classification metrics AUC (one-vs-rest macro for several classes), accuracy, log loss.
+"""Regression metrics RMSE, MAE, R2 (`regression_metrics`, `device_regression_metrics`), and classification
+metrics AUC (one-vs-rest macro for several classes), accuracy, log loss.
 
 `classification_metrics` (numpy, scikit-learn) scores the exported graph once; `device_metrics` computes the
 same figures on the training device for the validations during training, so they cost a few kernels and
@@ -68,3 +69,29 @@ def device_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[st
     auc = torch.stack(aucs).mean() if aucs else torch.tensor(math.nan, device=p.device, dtype=torch.float64)
     values = torch.stack([auc, accuracy, loss]).tolist()
     return {"auc": values[0], "accuracy": values[1], "log_loss": values[2]}
+
+
+def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """`rmse`, `mae` and `r2` (1 - SSE / SST; NaN when the targets are constant) of predictions [N] in target
+    units against the targets [N]."""
+    p = predictions.astype(np.float64).reshape(-1)
+    y = targets.astype(np.float64).reshape(-1)
+    error = p - y
+    sse = float((error * error).sum())
+    sst = float(((y - y.mean()) ** 2).sum())
+    return {
+        "rmse": math.sqrt(sse / len(y)),
+        "mae": float(np.abs(error).mean()),
+        "r2": 1.0 - sse / sst if sst > 0 else math.nan,
+    }
+
+
+@torch.no_grad()
+def device_regression_metrics(predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """`regression_metrics` on the device, in float64; one transfer of three numbers."""
+    p, y = predictions.double().reshape(-1), targets.double().reshape(-1)
+    error = p - y
+    sse = (error * error).sum()
+    sst = ((y - y.mean()) ** 2).sum()
+    values = torch.stack([torch.sqrt(sse / y.numel()), error.abs().mean(), 1.0 - sse / sst]).tolist()
+    return {"rmse": values[0], "mae": values[1], "r2": values[2] if math.isfinite(values[2]) else math.nan}

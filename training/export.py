@@ -1,5 +1,5 @@
-"""ONNX export of a trained classifier: string->index encoders in front of the torch graph, int8 quantization,
-and onnxruntime scoring used for the parity check and evaluation.json."""
+"""ONNX export of a trained classifier or regressor: string->index encoders in front of the torch graph, int8
+quantization, and onnxruntime scoring used for the parity check and evaluation.json."""
 
 from __future__ import annotations
 
@@ -22,11 +22,18 @@ LOG = logging.getLogger(__name__)
 NUMERIC_INPUT = "numeric"
 CATEGORICAL_INPUT = "categorical"
 OUTPUT = "probabilities"
+PREDICTIONS_OUTPUT = "predictions"
+"""A regressor's output: float32 [N], the predictions in the target's units."""
 # Name of the torch graph's index input; after composition it is an internal tensor fed by the encoders.
 _INDEX_TENSOR = "categorical_index"
 _ML_DOMAIN = "ai.onnx.ml"
 # LabelEncoder with keys_strings/values_int64s/default_int64 exists since ai.onnx.ml opset 2.
 _ML_OPSET = 3
+
+
+def output_name(schema: FeatureSchema) -> str:
+    """The graph output of a model with this schema: `predictions` for regression, else `probabilities`."""
+    return PREDICTIONS_OUTPUT if schema.regression else OUTPUT
 
 
 def _torch_graph(model: TabularClassifier, schema: FeatureSchema, example: EncodedSplit) -> onnx.ModelProto:
@@ -58,7 +65,7 @@ def _torch_graph(model: TabularClassifier, schema: FeatureSchema, example: Encod
             args,
             dynamo=True,
             input_names=names,
-            output_names=[OUTPUT],
+            output_names=[output_name(schema)],
             dynamic_shapes=shapes,
             optimize=True,
             verbose=False,
@@ -136,7 +143,8 @@ def export_onnx(model: TabularClassifier, schema: FeatureSchema, example: Encode
     proto = _torch_graph(model, schema, example)
     if schema.categorical:
         proto = _prepend_encoders(proto, schema)
-    proto.graph.doc_string = "mlplatform tabular classifier; see docs/model-contract.md"
+    kind = "regressor" if schema.regression else "classifier"
+    proto.graph.doc_string = f"mlplatform tabular {kind}; see docs/model-contract.md"
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
 
@@ -159,16 +167,18 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
 
 
 def onnx_probabilities(path: Path, split: EncodedSplit, *, chunk: int = 65536) -> np.ndarray:
-    """Score a split with onnxruntime on CPU, feeding the raw values a client would send."""
+    """Score a split with onnxruntime on CPU, feeding the raw values a client would send: the graph's one output
+    (class probabilities [N, K], or regression predictions [N])."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_names = {i.name for i in session.get_inputs()}
+    output = session.get_outputs()[0].name
     out: list[np.ndarray] = []
     for start in range(0, len(split), chunk):
         feed: dict[str, np.ndarray] = {NUMERIC_INPUT: split.numeric[start : start + chunk]}
         if CATEGORICAL_INPUT in input_names:
             feed[CATEGORICAL_INPUT] = split.categorical[start : start + chunk]
-        (probabilities,) = session.run([OUTPUT], feed)
+        (probabilities,) = session.run([output], feed)
         out.append(np.asarray(probabilities, dtype=np.float32))
     return np.concatenate(out, axis=0)

@@ -8,6 +8,11 @@ demographic parity difference (largest minus smallest rate of predicting the pos
 equal opportunity difference (the same for the true positive rate, over groups with positives) and per-group
 metrics.
 
+A regression model (`task: regression` in its manifest) is scored by RMSE, MAE and R2 instead (int8 minus fp32
+as an RMSE, MAE and R2 delta); the gate then compares those with the champion: RMSE and MAE may grow by at most a
+fraction of the champion's (`max_rmse_increase`, `max_mae_increase`, relative, so one setting fits any target
+unit), R2 may fall by at most `max_r2_drop` and must reach `min_r2`. Fairness needs a classification model.
+
 `decide` turns that evaluation into the gate's decision under explicit thresholds (`GateThresholds`, from
 the stack's settings): the candidate passes when it is not worse than the champion beyond each tolerance,
 meets the absolute floors, and meets the fairness limits. Without a champion (the first model) only the
@@ -29,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from training.errors import TrainingInputError
-from training.evaluation import classification_metrics
-from training.export import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT
+from training.evaluation import classification_metrics, regression_metrics
+from training.export import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT, PREDICTIONS_OUTPUT
 
 GATE_FILE = "gate.json"
 LATENCY_ROWS = 200
@@ -49,6 +54,14 @@ class GateThresholds:
     min_accuracy: float = 0.5
     max_demographic_parity_difference: float = 0.2
     max_equal_opportunity_difference: float = 0.2
+    max_rmse_increase: float = 0.05
+    """Regression: the candidate's RMSE may exceed the champion's by at most this fraction of the champion's."""
+    max_mae_increase: float = 0.05
+    """Regression: the same for MAE."""
+    max_r2_drop: float = 0.02
+    """Regression: the candidate's R2 may be at most this much below the champion's."""
+    min_r2: float = 0.0
+    """Regression: the lowest R2 a candidate may have (0: no better than predicting the mean)."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -67,6 +80,12 @@ class ModelInputs:
     target: str
     fp32: Path
     int8: Path
+    regression: bool = False
+    """`task: regression`: no classes, output `predictions` in the target's units."""
+
+    @property
+    def output(self) -> str:
+        return PREDICTIONS_OUTPUT if self.regression else OUTPUT
 
 
 def read_model(directory: Path) -> ModelInputs:
@@ -84,7 +103,8 @@ def read_model(directory: Path) -> ModelInputs:
         categorical = [
             f["name"] for f in sorted((f for f in features if f["type"] == "categorical"), key=lambda f: f["index"])
         ]
-        classes = tuple(str(c) for c in doc["classes"])
+        regression = doc.get("task") == "regression"
+        classes = () if regression else tuple(str(c) for c in doc["classes"])
         files = doc["files"]
         return ModelInputs(
             directory,
@@ -94,6 +114,7 @@ def read_model(directory: Path) -> ModelInputs:
             str(doc["target"]),
             directory / files["fp32"],
             directory / files["int8"],
+            regression,
         )
     except (KeyError, TypeError) as exc:
         raise TrainingInputError(f"{path}: missing or malformed key {exc}; see docs/model-contract.md") from None
@@ -122,7 +143,7 @@ def _feed(model: ModelInputs, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def probabilities(model: ModelInputs, frame: pd.DataFrame, graph: Path | None = None) -> np.ndarray:
     session = _session(graph or model.fp32)
-    (out,) = session.run([OUTPUT], _feed(model, frame))
+    (out,) = session.run([model.output], _feed(model, frame))
     return np.asarray(out, dtype=np.float64)
 
 
@@ -134,9 +155,33 @@ def single_row_latency_ms(model: ModelInputs, frame: pd.DataFrame) -> float:
     for i in range(len(frame.head(LATENCY_ROWS))):
         row = {k: v[i : i + 1] for k, v in feed.items()}
         started = time.perf_counter()
-        session.run([OUTPUT], row)
+        session.run([model.output], row)
         times.append((time.perf_counter() - started) * 1000)
     return float(np.median(times)) if times else math.nan
+
+
+def _targets(model: ModelInputs, frame: pd.DataFrame) -> np.ndarray:
+    """A regression model's held-out targets as numbers; a cell that is not a finite number is an error."""
+    if model.target not in frame.columns:
+        raise TrainingInputError(f"the held-out data has no target column {model.target!r}")
+    numbers = cast(pd.Series, pd.to_numeric(frame[model.target], errors="coerce"))
+    values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise TrainingInputError(
+            f"the held-out data's target {model.target!r} has {frame[model.target].iloc[row]!r} in row {row}, not a "
+            f"finite number; the regression model in {model.directory} needs a number in every row"
+        )
+    return values
+
+
+def _scores(model: ModelInputs, frame: pd.DataFrame, graph: Path | None = None) -> dict[str, float]:
+    """auc, accuracy, log_loss of a classifier, or rmse, mae, r2 of a regressor, on the held-out rows."""
+    p = probabilities(model, frame, graph)
+    if model.regression:
+        return regression_metrics(p, _targets(model, frame))
+    return classification_metrics(p.astype(np.float32), _labels(model, frame))
 
 
 def _labels(model: ModelInputs, frame: pd.DataFrame) -> np.ndarray:
@@ -168,9 +213,13 @@ def _per_class(p: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> d
 
 
 def _metrics(model: ModelInputs, frame: pd.DataFrame) -> dict[str, Any]:
+    if model.regression:
+        metrics: dict[str, Any] = dict(_scores(model, frame))
+        metrics["latency_ms_single_row"] = single_row_latency_ms(model, frame)
+        return metrics
     labels = _labels(model, frame)
     p = probabilities(model, frame)
-    metrics: dict[str, Any] = dict(classification_metrics(p.astype(np.float32), labels))
+    metrics = dict(classification_metrics(p.astype(np.float32), labels))
     metrics["per_class"] = _per_class(p, labels, model.classes)
     metrics["latency_ms_single_row"] = single_row_latency_ms(model, frame)
     return metrics
@@ -216,12 +265,22 @@ def evaluate_models(
         raise TrainingInputError("the held-out data has no rows; the gate needs rows to compare the models on")
     candidate = read_model(candidate_dir)
     result: dict[str, Any] = {"rows": len(held_out), "candidate": _metrics(candidate, held_out), "champion": None}
-    int8 = classification_metrics(
-        probabilities(candidate, held_out, candidate.int8).astype(np.float32), _labels(candidate, held_out)
-    )
+    int8 = _scores(candidate, held_out, candidate.int8)
     result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
     if champion_dir is not None:
-        result["champion"] = _metrics(read_model(champion_dir), held_out)
+        champion = read_model(champion_dir)
+        if champion.regression != candidate.regression:
+            kinds = {True: "regression", False: "classification"}
+            raise TrainingInputError(
+                f"the candidate is a {kinds[candidate.regression]} model but the champion in {champion_dir} is a "
+                f"{kinds[champion.regression]} model; the gate compares models of one task"
+            )
+        result["champion"] = _metrics(champion, held_out)
+    if sensitive_attribute is not None and candidate.regression:
+        raise TrainingInputError(
+            f"sensitive attribute {sensitive_attribute!r}: fairness needs a classification model, the candidate is a "
+            f"regression model; leave the sensitive attribute unset"
+        )
     if sensitive_attribute is not None:
         if sensitive_attribute not in held_out.columns:
             raise TrainingInputError(
@@ -255,6 +314,8 @@ def decide(evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[st
     """The gate's record: `decision` pass or fail, each check with its value, limit and reason."""
     candidate = evaluation["candidate"]
     champion = evaluation.get("champion")
+    if "rmse" in candidate:
+        return _record(_regression_checks(candidate, champion, thresholds), evaluation, thresholds)
     checks: list[dict[str, Any]] = []
     auc, accuracy, loss = candidate.get("auc"), candidate.get("accuracy"), candidate.get("log_loss")
     for name, value in (("auc", auc), ("accuracy", accuracy), ("log_loss", loss)):
@@ -308,6 +369,62 @@ def decide(evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[st
                     f"{key.replace('_', ' ')} over {fair['attribute']!r} is {value:.4f}, allowed {limit}",
                 )
             )
+    return _record(checks, evaluation, thresholds)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if _finite(value) else None
+
+
+def _regression_checks(
+    candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, thresholds: GateThresholds
+) -> list[dict[str, Any]]:
+    """R2 floor; with a champion, RMSE and MAE growth relative to the champion's and the R2 drop."""
+    checks: list[dict[str, Any]] = []
+    for name in ("rmse", "mae", "r2"):
+        if not _finite(candidate.get(name)):
+            checks.append(_check(f"{name}_defined", False, None, 0.0, f"the candidate's {name} is undefined"))
+    r2 = _number(candidate.get("r2"))
+    if r2 is not None:
+        checks.append(_check("min_r2", r2 >= thresholds.min_r2, r2, thresholds.min_r2, f"R2 {r2:.4f} >= floor"))
+    if champion is None:
+        return checks
+    for name, metric, limit in (
+        ("rmse_increase", "rmse", thresholds.max_rmse_increase),
+        ("mae_increase", "mae", thresholds.max_mae_increase),
+    ):
+        ours, theirs = _number(candidate.get(metric)), _number(champion.get(metric))
+        if ours is None or theirs is None:
+            continue
+        # Relative to the champion's error, so the limit means the same whatever the target's unit.
+        worse = (ours - theirs) / theirs if theirs > 0 else (0.0 if ours <= theirs else math.inf)
+        checks.append(
+            _check(
+                name,
+                worse <= limit + 1e-12,
+                worse,
+                limit,
+                f"candidate {metric} {ours:.4f} vs champion {theirs:.4f}: {worse:+.2%} relative, allowed +{limit:.0%}",
+            )
+        )
+    ours, theirs = r2, _number(champion.get("r2"))
+    if ours is not None and theirs is not None:
+        drop = theirs - ours
+        checks.append(
+            _check(
+                "r2_drop",
+                drop <= thresholds.max_r2_drop + 1e-12,
+                drop,
+                thresholds.max_r2_drop,
+                f"candidate R2 {ours:.4f} vs champion {theirs:.4f}: worse by {drop:+.4f}, "
+                f"allowed {thresholds.max_r2_drop}",
+            )
+        )
+    return checks
+
+
+def _record(checks: list[dict[str, Any]], evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[str, Any]:
+    champion = evaluation.get("champion")
     failed = [c["check"] for c in checks if not c["passed"]]
     return {
         "decision": FAIL if failed else PASS,

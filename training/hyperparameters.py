@@ -22,6 +22,8 @@ LOG = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 SWITCHES = ("auto", "true", "false")
 LR_SCALINGS = ("sqrt", "linear", "none")
+TASKS = ("auto", "classification", "regression")
+"""`auto` detects the task from the target column (training/data.py, `detect_task`)."""
 REFERENCE_BATCH = 256
 """The global batch at which `learning_rate` applies as given; other batches scale it (`learning_rate_scaling`)."""
 DEFAULT_BATCH = {"cpu": 1024, "cuda": 8192}
@@ -34,6 +36,9 @@ class Hyperparameters:
 
     target: str = "label"
     """Name of the label column."""
+    task: str = "auto"
+    """classification, regression, or auto: regression when the target is numeric with more than
+    REGRESSION_MIN_DISTINCT distinct values (training/data.py), else classification."""
     epochs: int = 30
     """Number of passes over the training data."""
     learning_rate: float = 1e-3
@@ -180,6 +185,7 @@ def _parse_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "target": _parse_target,
+    "task": _parse_choice(TASKS),
     "epochs": lambda k, v: _parse_int(k, v, 1, 100_000),
     "learning_rate": lambda k, v: _parse_float(k, v, 0.0, 10.0, low_open=True),
     "batch_size": lambda k, v: _parse_int(k, v, 0, 4_194_304),

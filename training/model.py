@@ -1,4 +1,8 @@
-"""The tabular classifier: numeric standardisation and category embeddings inside the module, then an MLP."""
+"""The tabular model: numeric standardisation and category embeddings inside the module, then an MLP.
+
+A classifier has one output per class (logits); a regressor one output, the standardised target
+(y - mean) / std, which `predict` and the export wrappers turn back into the target's own units.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +33,14 @@ class TabularClassifier(nn.Module):
         hidden_units: Sequence[int],
         dropout: float,
         n_classes: int,
+        target_scale: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
+        self.regression = target_scale is not None
+        if target_scale is not None:
+            # Buffers, so the de-standardisation is part of the exported graph and of every checkpoint.
+            self.register_buffer("target_mean", torch.tensor(float(target_scale[0]), dtype=torch.float32))
+            self.register_buffer("target_std", torch.tensor(float(target_scale[1]), dtype=torch.float32))
         self.register_buffer("mean", torch.tensor(list(means), dtype=torch.float32))
         self.register_buffer("inv_std", 1.0 / torch.tensor(list(stds), dtype=torch.float32))
         self.embeddings = nn.ModuleList(
@@ -50,16 +60,24 @@ class TabularClassifier(nn.Module):
             parts += [emb(categorical_index[:, i]) for i, emb in enumerate(self.embeddings)]
         return self.head(self.body(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]))
 
+    def predict(self, numeric: torch.Tensor, categorical_index: torch.Tensor | None = None) -> torch.Tensor:
+        """What the exported graph answers: class probabilities [N, K], or predictions [N] in target units."""
+        out = self(numeric, categorical_index).float()
+        if self.regression:
+            return out[:, 0] * self.target_std + self.target_mean
+        return torch.softmax(out, dim=1)
+
 
 class NumericProbabilities(nn.Module):
-    """Export wrapper for models without categorical features: probabilities instead of logits."""
+    """Export wrapper for models without categorical features: probabilities instead of logits (regression:
+    predictions in target units)."""
 
     def __init__(self, model: TabularClassifier) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, numeric: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(numeric), dim=1)
+        return self.model.predict(numeric)
 
 
 class MixedProbabilities(nn.Module):
@@ -70,4 +88,4 @@ class MixedProbabilities(nn.Module):
         self.model = model
 
     def forward(self, numeric: torch.Tensor, categorical_index: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(numeric, categorical_index), dim=1)
+        return self.model.predict(numeric, categorical_index)

@@ -17,6 +17,11 @@ BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/constraints.json"
 QUALITY_BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/model_quality/constraints.json"
 """The model-quality baseline from the validation split (monitoring/quality.py `write_quality_baseline`)."""
 
+PREDICTIONS_BASELINE_DIR = "predictions"
+"""Regression models: `baseline/predictions/{statistics,constraints}.json`, the distribution of the model's
+predictions on the validation split (one numeric column `prediction`), what the monitor compares the captured
+answers with (`monitoring.job.analyze` with capture index endpointOutput)."""
+
 COMPLETE_MODEL_FILES: tuple[str, ...] = (
     MANIFEST_FILE,
     FP32_FILE,

@@ -29,7 +29,7 @@ from torch import nn
 from training.checkpoint import FORMAT_VERSION, HISTORY_LIMIT, load_newest_checkpoint, save_checkpoint
 from training.data import EncodedSplit, TrainingData
 from training.errors import TrainingInputError
-from training.evaluation import device_metrics
+from training.evaluation import device_metrics, device_regression_metrics
 from training.hyperparameters import DEFAULT_BATCH, REFERENCE_BATCH, Hyperparameters
 from training.layout import MLRoot
 from training.metrics import format_epoch_line
@@ -54,6 +54,7 @@ class DeviceSplit:
     numeric: torch.Tensor
     categorical_index: torch.Tensor | None
     labels: torch.Tensor
+    """int64 class indices, or for regression float32 targets in their own units."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -114,7 +115,8 @@ def build_model(data: TrainingData, hp: Hyperparameters) -> TabularClassifier:
         embedding_dim=hp.embedding_dim,
         hidden_units=hp.hidden_units,
         dropout=hp.dropout,
-        n_classes=len(schema.classes),
+        n_classes=1 if schema.regression else len(schema.classes),
+        target_scale=(schema.target_mean, schema.target_std) if schema.regression else None,
     )
 
 
@@ -126,7 +128,8 @@ def to_device(split: EncodedSplit, device: torch.device) -> DeviceSplit:
         return torch.from_numpy(np.array(array, copy=True, order="C")).to(device)
 
     categorical = tensor(split.categorical_index) if split.categorical_index.shape[1] else None
-    return DeviceSplit(numeric=tensor(split.numeric), categorical_index=categorical, labels=tensor(split.labels))
+    labels = tensor(split.targets if split.targets is not None else split.labels)
+    return DeviceSplit(numeric=tensor(split.numeric), categorical_index=categorical, labels=labels)
 
 
 def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | None = None) -> torch.Generator:
@@ -166,8 +169,11 @@ class StepRunner:
         batch_size: int,
         amp_dtype: torch.dtype | None,
         autocast_cache: bool = True,
+        target_scale: tuple[float, float] | None = None,
     ) -> None:
         self.net = net
+        self.target_scale = target_scale
+        """Regression: (mean, std) of the target; the loss is the MSE of the standardised target."""
         self.optimizer = optimizer
         self.data = data
         self.batch_size = batch_size
@@ -194,7 +200,11 @@ class StepRunner:
                 logits = self.net(numeric)
             else:
                 logits = self.net(numeric, data.categorical_index.index_select(0, index))
-        loss = F.cross_entropy(logits.float(), labels)
+        if self.target_scale is None:
+            loss = F.cross_entropy(logits.float(), labels)
+        else:
+            mean, std = self.target_scale
+            loss = F.mse_loss(logits.float()[:, 0], (labels - mean) / std)
         loss.backward()
         self.optimizer.step()
         self.loss_sum.add_(loss.detach() * self.batch_size)
@@ -285,20 +295,38 @@ class GraphStepRunner(StepRunner):
 
 @torch.no_grad()
 def predict_tensor(model: nn.Module, data: DeviceSplit, *, chunk: int = 65536) -> torch.Tensor:
-    """Class probabilities in fp32 on the data's device (no autocast: they are compared with the export)."""
+    """Class probabilities [N, K] (regression: predictions [N] in target units) in fp32 on the data's device
+    (no autocast: they are compared with the export)."""
     was_training = model.training
     model.eval()
     out: list[torch.Tensor] = []
     for start in range(0, len(data), chunk):
         numeric = data.numeric[start : start + chunk]
         categorical = None if data.categorical_index is None else data.categorical_index[start : start + chunk]
-        out.append(torch.softmax(model(numeric, categorical).float(), dim=1))
+        out.append(_unwrapped(model).predict(numeric, categorical))
     model.train(was_training)
     return torch.cat(out, dim=0)
 
 
+def _unwrapped(model: nn.Module) -> TabularClassifier:
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    assert isinstance(inner, TabularClassifier)
+    return inner
+
+
+def validation_scores(model: nn.Module, data: DeviceSplit) -> dict[str, float]:
+    """The validation figures of an epoch line, with `val_loss`, the figure the best epoch minimises: log loss
+    for a classifier, RMSE (target units) for a regressor."""
+    predicted = predict_tensor(model, data)
+    if _unwrapped(model).regression:
+        r = device_regression_metrics(predicted, data.labels)
+        return {"val_rmse": r["rmse"], "val_mae": r["mae"], "val_r2": r["r2"], "val_loss": r["rmse"]}
+    c = device_metrics(predicted, data.labels)
+    return {"val_loss": c["log_loss"], "val_auc": c["auc"], "val_accuracy": c["accuracy"]}
+
+
 def predict_probabilities(model: TabularClassifier, data: DeviceSplit, *, chunk: int = 65536) -> np.ndarray:
-    """Class probabilities in fp32 as numpy."""
+    """Class probabilities (regression: predictions) in fp32 as numpy."""
     return predict_tensor(model, data, chunk=chunk).cpu().numpy()
 
 
@@ -519,12 +547,20 @@ def train(
     validation = to_device(data.validation, device) if rank == 0 and data.validation is not None else None
 
     runner: StepRunner
+    scale = (data.schema.target_mean, data.schema.target_std) if data.schema.regression else None
     if backend is not None:
         runner = GraphStepRunner(
-            net, optimizer, split, batch_size=batch, amp_dtype=amp_dtype, autocast_cache=False, backend=backend
+            net,
+            optimizer,
+            split,
+            batch_size=batch,
+            amp_dtype=amp_dtype,
+            autocast_cache=False,
+            backend=backend,
+            target_scale=scale,
         )
     else:
-        runner = StepRunner(net, optimizer, split, batch_size=batch, amp_dtype=amp_dtype)
+        runner = StepRunner(net, optimizer, split, batch_size=batch, amp_dtype=amp_dtype, target_scale=scale)
 
     timings = {"validation_s": 0.0, "checkpoint_s": 0.0, "shuffle_s": 0.0, "validations": 0, "checkpoints": 0}
     last_checkpoint = {"time": clock(), "epoch": epoch - 1}
@@ -593,13 +629,10 @@ def train(
             started = time.perf_counter()
             total = group.sum_tensor(runner.loss_sum)
             if rank == 0 and validation is not None:
-                scores = device_metrics(predict_tensor(model, validation), validation.labels)
                 report = {
                     "epoch": float(epoch),
                     "train_loss": float(total.item()) / (steps * global_batch),
-                    "val_loss": scores["log_loss"],
-                    "val_auc": scores["auc"],
-                    "val_accuracy": scores["accuracy"],
+                    **validation_scores(model, validation),
                 }
                 if report["val_loss"] < best["val_loss"]:
                     best = {"val_loss": report["val_loss"], "epoch": epoch, "model": _cpu_state(model), "since": 0}
@@ -627,10 +660,10 @@ def train(
 
     if stop_info is not None and rank == 0 and validation is not None:
         # The best model so far includes the weights reached at the stop, when they validate better.
-        scores = device_metrics(predict_tensor(model, validation), validation.labels)
-        stop_info["val_loss"] = scores["log_loss"]
-        if scores["log_loss"] < best["val_loss"] and (stop_info["epoch"] > 1 or stop_info["step"] > 0):
-            best = {"val_loss": scores["log_loss"], "epoch": stop_info["epoch"], "model": _cpu_state(model), "since": 0}
+        stop_loss = validation_scores(model, validation)["val_loss"]
+        stop_info["val_loss"] = stop_loss
+        if stop_loss < best["val_loss"] and (stop_info["epoch"] > 1 or stop_info["step"] > 0):
+            best = {"val_loss": stop_loss, "epoch": stop_info["epoch"], "model": _cpu_state(model), "since": 0}
         LOG.warning(
             "stopped by %s at epoch %d step %d of %d: checkpoint written; best validation loss %.4f (epoch %d)",
             signal.Signals(stop_info["signal"] or signal.SIGTERM).name,

@@ -27,6 +27,7 @@ from tools.local import replay as replay_mod
 from tools.local import report as report_mod
 from tools.local.registry import Registry
 from tools.local.runners import REPO, ContainerRunner, LocalRunner, Runner, RunnerError, port_is_closed, wait_for_ping
+from training.model_files import PREDICTIONS_BASELINE_DIR as PREDICTIONS_BASELINE
 
 DEFAULT_OUT = REPO / "build" / "local"
 ML_DIR = "ml"
@@ -36,6 +37,8 @@ QUALITY_DIR = "quality"
 LOG_DIR = "logs"
 PLAN_DIR = "plan"
 REGISTRY_DIR = "registry"  # kept between runs: the approved version is the next run's champion
+REGRESSION_REGISTRY_DIR = "registry-regression"  # the regression demo's own: a champion is of the same task
+TASKS = ("classification", "regression")
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 GENERATED = (ML_DIR, CAPTURE_DIR, MONITOR_DIR, QUALITY_DIR, LOG_DIR, PLAN_DIR, SUMMARY_FILE, REPORT_FILE, "report.png")
@@ -84,6 +87,19 @@ class Options:
     stack: str = "dev"
     shift_std: float = replay_mod.SHIFT_STD
     shift_features: tuple[str, ...] = replay_mod.SHIFTED_FEATURES
+    task: str = "classification"
+    """`regression`: the diabetes demo, RMSE/MAE/R2, and the prediction-distribution monitor."""
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def shifted(self) -> tuple[str, ...]:
+        """The drifted phase's features: the regression demo's own unless other features were asked for."""
+        if self.regression and self.shift_features == replay_mod.SHIFTED_FEATURES:
+            return replay_mod.REGRESSION_SHIFTED_FEATURES
+        return self.shift_features
 
 
 @dataclass
@@ -224,10 +240,9 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
             )
 
     ml = out / ML_DIR
-    with progress.stage(
-        "data", "lay out the demo data (breast cancer, stratified 80/20 split) as SageMaker channels"
-    ) as note:
-        runner.demo_data(ml, options.seed, logs / "data.log")
+    demo = "diabetes, 80/20 split, task regression" if options.regression else "breast cancer, stratified 80/20 split"
+    with progress.stage("data", f"lay out the demo data ({demo}) as SageMaker channels") as note:
+        runner.demo_data(ml, options.seed, logs / "data.log", options.task)
         hyperparameters_path = ml / "input" / "config" / "hyperparameters.json"
         hyperparameters = read_json(hyperparameters_path, "hyperparameters")
         if options.epochs is not None:
@@ -238,7 +253,8 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         note["result"] = f"{train_rows} training rows, {held_out} held-out rows -> {_relative(ml / 'input')}"
         summary["data"] = {"train_rows": train_rows, "held_out_rows": held_out, "hyperparameters": hyperparameters}
 
-    registry = Registry(out / REGISTRY_DIR)
+    registry_dir = out / (REGRESSION_REGISTRY_DIR if options.regression else REGISTRY_DIR)
+    registry = Registry(registry_dir)
     with progress.stage("validate", "check the new training data (against the approved champion's baseline)") as note:
         champion = lifecycle_mod.champion(registry, ml)
         report = lifecycle_mod.validate(
@@ -263,11 +279,9 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         summary["model"] = model_summary(model_dir, required=options.model_dir is None)
         if options.model_dir is None:
             m = summary["model"]
-            fp32 = m["evaluation"].get("fp32", {})
             note["result"] = (
-                f"AUC {fp32.get('auc', float('nan')):.4f}, accuracy {fp32.get('accuracy', float('nan')):.4f} on "
-                f"{m['validation_rows']} validation rows; {m['epochs_run']} epochs on {m['device']} "
-                f"-> {_relative(model_dir)}"
+                f"{metrics_text(m['evaluation'].get('fp32', {}))} on {m['validation_rows']} validation rows; "
+                f"{m['epochs_run']} epochs on {m['device']} -> {_relative(model_dir)}"
             )
 
     if options.model_dir is None:
@@ -276,11 +290,11 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
             gate = lifecycle_mod.gate_summary(record, champion)
             summary["lifecycle"]["gate"] = gate
             versus = (
-                f" vs champion {gate['champion']['auc']:.4f} (version {champion['version']})"
+                f" vs champion {metrics_text(gate['champion'])} (version {champion['version']})"
                 if champion and gate["champion"]
                 else " (no champion)"
             )
-            note["result"] = f"candidate AUC {gate['candidate']['auc']:.4f}{versus}"
+            note["result"] = f"candidate {metrics_text(gate['candidate'])}{versus}"
         with progress.stage("gate", "the candidate must not be worse than the champion beyond the thresholds") as note:
             failed = ", ".join(gate["failed_checks"])
             note["result"] = (
@@ -288,7 +302,7 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
                 + (f" (failed {failed})" if failed else "")
                 + (f"; {gate['note']}" if gate["note"] else "")
             )
-        with progress.stage("register", f"register a passing candidate in {_relative(out / REGISTRY_DIR)}") as note:
+        with progress.stage("register", f"register a passing candidate in {_relative(registry_dir)}") as note:
             image = runner.tags.get("serving", "local") if isinstance(runner, ContainerRunner) else "local"
             registered = lifecycle_mod.register(registry, ml, record, image)
             summary["lifecycle"]["register"] = registered
@@ -326,7 +340,7 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
             )
             traffic = {
                 "normal": rows,
-                "drifted": replay_mod.shift_rows(rows, features, options.shift_features, options.shift_std),
+                "drifted": replay_mod.shift_rows(rows, features, options.shifted, options.shift_std),
             }
             for phase, phase_rows in traffic.items():
                 result = replay_mod.replay_phase(
@@ -341,7 +355,7 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
             summary["replay"] = {
                 "rows_per_phase": len(rows),
                 "concurrency": options.concurrency,
-                "shift": {"std": options.shift_std, "features": list(options.shift_features)},
+                "shift": {"std": options.shift_std, "features": list(options.shifted)},
                 "phases": {p: r.summary() for p, r in phases.items()},
                 "overall": overall_latency(list(phases.values())),
             }
@@ -359,28 +373,42 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
         summary["monitor"] = {}
         reports: dict[str, Path] = {}
         for phase, result in phases.items():
-            expected = sorted(options.shift_features) if phase == "drifted" else []
+            expected = sorted(options.shifted) if phase == "drifted" else []
             summary["monitor"][phase], reports[phase] = monitor_phase(
                 runner, phase, result, model_dir / "baseline", out / MONITOR_DIR / phase, logs, expected
             )
+            if manifest.get("task") == "regression":
+                # The shifted features are the ones the target depends on most: the answers move too.
+                summary["monitor"][f"{phase}-predictions"] = prediction_monitor(
+                    phase, result, model_dir / "baseline", out / MONITOR_DIR / f"{phase}-predictions"
+                )
         note["result"] = "; ".join(
             f"{p}: {m['violation_count']} violations ({', '.join(m['violated_features']) or 'none'})"
             for p, m in summary["monitor"].items()
         )
 
-    with progress.stage(
-        "quality", "ground truth for the normal phase (true, concept drift, bias in site b); model quality and bias"
-    ) as note:
+    scenarios = (
+        "true, concept drift; RMSE, MAE, R2"
+        if options.regression
+        else "true, concept drift, bias in site b; model quality and bias"
+    )
+    with progress.stage("quality", f"ground truth for the normal phase ({scenarios})") as note:
         labels = quality_mod.held_out_labels(ml / "input" / "data" / "validation" / "validation.csv", target)
         start, end = window_bounds(phases["normal"])
-        summary["quality"], quality_reports = quality_mod.run_quality_phase(
-            phases["normal"].capture_root,
-            TimeWindow(parse_time(start, "start"), parse_time(end, "end")),
-            labels[: len(rows)],
-            rows,
-            [str(c) for c in manifest.get("classes", ["0", "1"])],
-            out / QUALITY_DIR,
-        )
+        window = TimeWindow(parse_time(start, "start"), parse_time(end, "end"))
+        if manifest.get("task") == "regression":
+            summary["quality"], quality_reports = quality_mod.run_regression_quality_phase(
+                phases["normal"].capture_root, window, labels[: len(rows)], rows, out / QUALITY_DIR
+            )
+        else:
+            summary["quality"], quality_reports = quality_mod.run_quality_phase(
+                phases["normal"].capture_root,
+                window,
+                labels[: len(rows)],
+                rows,
+                [str(c) for c in manifest.get("classes", ["0", "1"])],
+                out / QUALITY_DIR,
+            )
         note["result"] = "; ".join(
             f"{s}: quality {', '.join(q['quality_violations']) or 'ok'}, bias {', '.join(q['bias_groups']) or 'ok'}"
             for s, q in summary["quality"].items()
@@ -414,13 +442,58 @@ def model_summary(model_dir: Path, *, required: bool = True) -> dict[str, Any]:
     path = model_dir / "evaluation.json"
     evaluation = read_json(path, "the model's evaluation") if required or path.is_file() else {}
     training = evaluation.get("training", {})
+    try:
+        task = read_json(model_dir / "manifest.json", "the model's manifest").get("task")
+    except ValueError:
+        task = None  # a given directory's broken manifest is the serving stage's to report
     return {
         "dir": _relative(model_dir),
+        "task": task,
         "evaluation": {k: evaluation[k] for k in ("fp32", "int8", "int8_minus_fp32", "parity") if k in evaluation},
         "validation_rows": evaluation.get("validation_rows"),
         "device": training.get("device"),
         "epochs_run": training.get("epochs_run"),
         "best_epoch": training.get("best_epoch"),
+    }
+
+
+def metrics_text(m: dict[str, Any]) -> str:
+    """A model's headline figures: RMSE, MAE, R2 for a regression model, else AUC and accuracy."""
+    if "rmse" in m:
+        return f"RMSE {m.get('rmse', math.nan):.4f}, MAE {m.get('mae', math.nan):.4f}, R2 {m.get('r2', math.nan):.4f}"
+    return f"AUC {m.get('auc', math.nan):.4f}, accuracy {m.get('accuracy', math.nan):.4f}"
+
+
+def prediction_monitor(phase: str, result: replay_mod.PhaseResult, baseline: Path, output: Path) -> dict[str, Any]:
+    """A regression model's answers against the prediction distribution of its validation split
+    (`baseline/predictions/`): Model Monitor's drift checks over the captures' endpointOutput."""
+    from monitoring.capture import LocalSource
+    from monitoring.job import analyze, write_results
+
+    predictions = baseline / PREDICTIONS_BASELINE
+    start, end = window_bounds(result)
+    run = analyze(
+        LocalSource(result.capture_root),
+        predictions / "statistics.json",
+        predictions / "constraints.json",
+        TimeWindow(parse_time(start, "start"), parse_time(end, "end")),
+        capture_index="endpointOutput",
+    )
+    write_results(run, output)
+    violated = sorted({v.feature_name for v in run.evaluation.violations})
+    expected = ["prediction"] if phase == "drifted" else []
+    return {
+        "window": {"start": start, "end": end},
+        "rows_analyzed": run.counts.rows_analyzed,
+        "violation_count": len(run.evaluation.violations),
+        "violations": [
+            {"feature_name": v.feature_name, "constraint_check_type": v.constraint_check_type}
+            for v in run.evaluation.violations
+        ],
+        "violated_features": violated,
+        "expected_features": expected,
+        "as_expected": violated == expected,
+        "output": _relative(output),
     }
 
 
@@ -525,11 +598,15 @@ def print_summary(summary: dict[str, Any]) -> None:
     model = summary["model"]
     fp32 = model["evaluation"].get("fp32", {})
     int8 = model["evaluation"].get("int8", {})
+    headline = (
+        f"fp32 {metrics_text(fp32)}; int8 RMSE {int8.get('rmse', math.nan):.4f}"
+        if "rmse" in fp32
+        else f"fp32 AUC {fp32.get('auc', math.nan):.4f}, accuracy {fp32.get('accuracy', math.nan):.4f}, "
+        f"log loss {fp32.get('log_loss', math.nan):.4f}; int8 AUC {int8.get('auc', math.nan):.4f}"
+    )
     lines = [
         f"summary ({summary['out']}/{SUMMARY_FILE}):",
-        f"  model    fp32 AUC {fp32.get('auc', math.nan):.4f}, accuracy {fp32.get('accuracy', math.nan):.4f}, "
-        f"log loss {fp32.get('log_loss', math.nan):.4f}; int8 AUC {int8.get('auc', math.nan):.4f}; "
-        f"{model['epochs_run']} epochs on {model['device']}",
+        f"  model    {headline}; {model['epochs_run']} epochs on {model['device']}",
     ]
     lines += lifecycle_lines(summary.get("lifecycle", {}))
     for phase, r in summary["replay"]["phases"].items():
@@ -575,12 +652,8 @@ def lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
     gate = lifecycle.get("gate")
     if gate:
         cand, champ = gate["candidate"], gate["champion"]
-        versus = (
-            f" vs champion v{gate['champion_version']} AUC {champ['auc']:.4f}, accuracy {champ['accuracy']:.4f}"
-            if champ
-            else " (no champion)"
-        )
-        lines.append(f"  evaluate candidate AUC {cand['auc']:.4f}, accuracy {cand['accuracy']:.4f}{versus}")
+        versus = f" vs champion v{gate['champion_version']} {metrics_text(champ)}" if champ else " (no champion)"
+        lines.append(f"  evaluate candidate {metrics_text(cand)}{versus}")
         failed = ", ".join(gate["failed_checks"])
         lines.append(f"  gate     {gate['decision']}" + (f" (failed {failed})" if failed else ""))
     registered = lifecycle.get("register")
@@ -624,6 +697,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model-dir", type=Path, help="serve this model directory instead of training one (skips training)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="classification",
+        help="classification (breast cancer demo, default) or regression (diabetes: RMSE, MAE, R2, prediction drift)",
     )
     parser.add_argument("--stack", default="dev", help="stack whose offline plan is summarised (default dev)")
     parser.add_argument(
@@ -679,6 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_dir=args.model_dir,
         containers=args.containers,
         stack=args.stack,
+        task=args.task,
     )
     runner: Runner = ContainerRunner() if options.containers else LocalRunner()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

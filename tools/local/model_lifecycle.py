@@ -98,7 +98,9 @@ def evaluate(runner: Runner, ml: Path, champion_info: dict[str, Any] | None, log
 
 def gate_summary(record: dict[str, Any], champion_info: dict[str, Any] | None) -> dict[str, Any]:
     ev = record["evaluation"]
-    keys = ("auc", "accuracy", "log_loss", "latency_ms_single_row")
+    regression = "rmse" in ev["candidate"]
+    keys = ("rmse", "mae", "r2") if regression else ("auc", "accuracy", "log_loss")
+    keys += ("latency_ms_single_row",)
     return {
         "decision": record["decision"],
         "failed_checks": record["failed_checks"],

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from monitoring import quality_metrics as qm
 from monitoring.capture import LocalSource, TimeWindow, iter_lines, window_files
 from monitoring.ground_truth import ground_truth_record, write_ground_truth_file
 from monitoring.quality import (
@@ -162,3 +163,72 @@ def _lower_min_group_rows(path: Path) -> None:
     doc = json.loads(path.read_text(encoding="utf-8"))
     doc["monitoring_config"]["min_group_rows"] = MIN_GROUP_ROWS
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+REGRESSION_SCENARIOS = ("true", "concept")
+CONCEPT_SHIFT_STD = 3.0
+"""Regression `concept` scenario: every 5th label moves by this many standard deviations of the labels, so RMSE
+more than doubles (the constraint allows +20%) while the inputs, and so the drift monitor, stay as they were."""
+
+
+def run_regression_quality_phase(
+    capture_root: Path,
+    window: TimeWindow,
+    rows_labels: Sequence[str],
+    rows_sent: Sequence[Sequence[str]],
+    out: Path,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The regression model's ground-truth phase: `true` labels (also the baseline: no violation expected) and
+    `concept` (every 5th label shifted by CONCEPT_SHIFT_STD label std: RMSE, MAE and R2 must be flagged)."""
+    config = QualityConfig(problem_type=qm.REGRESSION, inference_attribute="0", probability_attribute=None)
+    counts = JoinCounts()
+    source = LocalSource(capture_root)
+    predictions = collect_predictions(iter_lines(source, window_files(source, window)), window, config, counts)
+    row_index = {",".join(r): i for i, r in enumerate(rows_sent)}
+    by_event: dict[str, int] = {}
+    for line in iter_lines(source, window_files(source, window)):
+        record = json.loads(line)
+        by_event[record["eventMetadata"]["eventId"]] = row_index[record["captureData"]["endpointInput"]["data"]]
+    if set(by_event) != set(predictions):
+        raise ValueError(f"{len(predictions)} predictions but {len(by_event)} capture records in {capture_root}")
+    events = sorted(by_event, key=by_event.get)  # type: ignore[arg-type]
+    true = [float(v) for v in rows_labels]
+    mean = sum(true) / len(true)
+    std = (sum((v - mean) ** 2 for v in true) / len(true)) ** 0.5
+    baseline = out / "baseline"
+    write_quality_baseline(
+        [true[by_event[e]] for e in events],
+        [float(predictions[e].label) for e in events],
+        baseline,
+        problem_type=qm.REGRESSION,
+    )
+    uploaded = (window.end or dt.datetime.now(dt.UTC)) + dt.timedelta(minutes=5)
+    loaded = load_quality_baseline(baseline, want_bias=False)
+    summary: dict[str, Any] = {}
+    reports: dict[str, Path] = {}
+    for scenario in REGRESSION_SCENARIOS:
+        labels = [
+            v + (CONCEPT_SHIFT_STD * std if scenario == "concept" and i % 5 == 4 else 0.0) for i, v in enumerate(true)
+        ]
+        gt_root = out / "ground-truth" / scenario
+        write_ground_truth_file(gt_root, [ground_truth_record(e, labels[by_event[e]]) for e in events], uploaded)
+        result = analyze_quality(source, LocalSource(gt_root), loaded, window, config, None)
+        result_dir = out / scenario
+        write_quality_results(result, result_dir)
+        reports[scenario] = result_dir / "report.html"
+        reports[scenario].write_text(render_quality_report(result), encoding="utf-8")
+        flagged = sorted({v["metric_name"] for v in result.violations})
+        want = {"quality": scenario == "concept", "bias_groups": []}
+        summary[scenario] = {
+            "labeled": result.counts.labeled,
+            "unlabeled": result.counts.unlabeled,
+            "late_labels": result.counts.late_labels,
+            "metrics": {k: round(v, 4) for k, v in result.metric_values.items() if k in ("rmse", "mae", "r2")},
+            "quality_violations": flagged,
+            "bias_violations": [],
+            "bias_groups": [],
+            "expected": want,
+            "as_expected": bool(flagged) == want["quality"],
+            "output": str(result_dir),
+        }
+    return summary, reports

@@ -47,6 +47,10 @@ ENDPOINT_NAME = "mlplatform-local"
 VARIANT_NAME = "primary"  # the stack's production variant name (stack output endpointVariantName)
 SHIFT_STD = 3.0
 SHIFTED_FEATURES = ("mean radius", "mean texture", "worst smoothness")
+REGRESSION_SHIFTED_FEATURES = ("bmi", "s5")
+"""The regression demo (diabetes): body mass index and the log of serum triglycerides, the two features the
+target depends on most, so the shift also moves the model's prediction distribution (which the prediction
+monitor must flag) while the other eight features stay untouched."""
 PHASES = ("normal", "drifted")
 MIN_ROWS = 20
 RECORDS_PER_FILE = 500  # SageMaker delivers capture in batches; several records per file, as it does
@@ -134,12 +138,29 @@ class PhaseResult:
                 "p99": round(percentile(self.latencies_ms, 99), 2),
                 "max": round(max(self.latencies_ms, default=0.0), 2),
             },
-            "predicted_labels": dict(sorted(self.predicted.items())),
+            "predicted_labels": _predicted_summary(self.predicted),
             "capture_root": str(self.capture_root),
             "capture_files": len(self.capture_files),
             "started": iso(self.started),
             "ended": iso(self.ended),
         }
+
+
+def _predicted_summary(predicted: dict[str, int]) -> dict[str, Any]:
+    """Counts per predicted label; a regression model's answers (numbers, mostly distinct) as count, mean,
+    min and max instead."""
+    try:
+        values = [float(k) for k, n in predicted.items() for _ in range(n)]
+    except ValueError:
+        values = []
+    if len(predicted) <= 20 or not values:
+        return dict(sorted(predicted.items()))
+    return {
+        "count": len(values),
+        "mean": round(sum(values) / len(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -54,15 +54,14 @@ def render(
     style = report_style(next(iter(texts.values()), ""))
     model = summary.get("model", {})
     evaluation = model.get("evaluation", {})
+    regression = model.get("task") == "regression"
+    # A regression model is judged by RMSE, MAE and R2 (its manifest's task), a classifier by AUC, accuracy, log loss.
+    keys = ("rmse", "mae", "r2") if regression else ("auc", "accuracy", "log_loss")
+    heads = ["RMSE", "MAE", "R2"] if regression else ["AUC", "accuracy", "log loss"]
     metric_rows = [
-        [
-            precision,
-            f"{m.get('auc', float('nan')):.4f}",
-            f"{m.get('accuracy', float('nan')):.4f}",
-            f"{m.get('log_loss', float('nan')):.4f}",
-        ]
+        [precision, *(f"{m.get(k, float('nan')):.4f}" for k in keys)]
         for precision, m in evaluation.items()
-        if isinstance(m, dict) and "auc" in m
+        if isinstance(m, dict) and keys[0] in m
     ]
     replay = summary.get("replay", {}).get("phases", {})
     replay_rows = [
@@ -119,7 +118,7 @@ def render(
     ]
     champion = gate.get("champion")
     comparison_rows: list[list[object]] = [
-        [name, *(f"{m[k]:.4f}" if m and m.get(k) is not None else "-" for k in ("auc", "accuracy", "log_loss"))]
+        [name, *(f"{m[k]:.4f}" if m and m.get(k) is not None else "-" for k in keys)]
         for name, m in (("candidate", gate.get("candidate")), (f"champion v{gate.get('champion_version')}", champion))
         if m
     ]
@@ -135,7 +134,7 @@ def render(
 <p>Validation: {_esc((lifecycle.get("validation") or {}).get("rows", "?"))} rows passed. Gate decision:
 <strong>{_esc(gate.get("decision", "?"))}</strong>{"; " + _esc(gate["note"]) if gate.get("note") else ""}.
 The candidate is {register_text}.</p>
-{_table(["model (same held-out rows)", "AUC", "accuracy", "log loss"], comparison_rows)}
+{_table(["model (same held-out rows)", *heads], comparison_rows)}
 {_table(["gate check", "value", "limit", "passed"], gate_rows)}"""
         if gate
         else ""
@@ -143,6 +142,15 @@ The candidate is {register_text}.</p>
     plan = summary.get("plan", {})
     plan_items = "".join(f"<li>{n} <code>{_esc(t)}</code></li>" for t, n in plan.get("by_type", {}).items())
     shift = summary.get("replay", {}).get("shift", {})
+    quality_text = (
+        "Labels uploaded in Model Monitor's ground-truth format for the normal phase's captures: the true targets "
+        "(also the baseline) and concept drift (every 5th target moved by 3 standard deviations; inputs unchanged, "
+        "so the drift monitor stays quiet). Regression: RMSE, MAE and R2; no bias metrics."
+        if regression
+        else "Labels uploaded in Model Monitor's ground-truth format for the normal phase's captures, with a site per "
+        "row: the true labels (also the baseline), concept drift (every 5th label of each site flipped; inputs "
+        "unchanged, so the drift monitor stays quiet) and bias (every 4th label of site b flipped)."
+    )
     sections = "".join(
         f'<section class="phase" id="phase-{_esc(phase)}"><h2>Phase {_esc(phase)}</h2>'
         f"{phase_body(text, phase)}</section>"
@@ -160,7 +168,7 @@ ul.plan {{ columns: 3; font-size: 0.85em; }}
 <p>Phases: {nav}. Model {_esc(model.get("dir", ""))}, trained on {_esc(model.get("device", "?"))}
 for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoch", "?"))}).</p>
 <h2>Model (validation split)</h2>
-{_table(["graph", "AUC", "accuracy", "log loss"], metric_rows)}
+{_table(["graph", *heads], metric_rows)}
 {lifecycle_section}
 <h2>Replay</h2>
 <p>Drifted phase: +{_esc(shift.get("std", ""))} training std on {_esc(", ".join(shift.get("features", [])))}.</p>
@@ -168,9 +176,7 @@ for {_esc(model.get("epochs_run", "?"))} epochs (best {_esc(model.get("best_epoc
 <h2>Drift monitor</h2>
 {_table(["phase", "violations", "features with violations", "expected", "as expected"], violation_rows)}
 <h2>Model quality and bias (ground truth joined with the normal phase)</h2>
-<p>Labels uploaded in Model Monitor's ground-truth format for the normal phase's captures, with a site per row:
-the true labels (also the baseline), concept drift (every 5th label of each site flipped; inputs unchanged, so
-the drift monitor stays quiet) and bias (every 4th label of site b flipped).</p>
+<p>{_esc(quality_text)}</p>
 {_table(["labels", "labeled", "metrics", "quality violations", "bias violations", "as expected"], quality_rows)}
 <p>What <code>pulumi up</code> would create: <a href="#plan">plan of the {_esc(plan.get("stack", ""))} stack</a>
 ({_esc(plan.get("resources", ""))} resources).</p>

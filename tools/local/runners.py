@@ -52,8 +52,9 @@ class Runner(Protocol):
         """Whatever must exist before the first stage (the images); returns facts for the summary."""
         ...
 
-    def demo_data(self, ml_root: Path, seed: int, log_path: Path) -> None:
-        """`python -m training demo-data`: the demo data laid out as SageMaker's training channels."""
+    def demo_data(self, ml_root: Path, seed: int, log_path: Path, task: str = "classification") -> None:
+        """`python -m training demo-data`: the demo data laid out as SageMaker's training channels (`task`
+        regression: the diabetes demo)."""
         ...
 
     def train(self, ml_root: Path, log_path: Path) -> None: ...
@@ -135,9 +136,20 @@ class LocalRunner:
     def prepare(self, log_dir: Path) -> dict[str, Any]:
         return {"python": self.python}
 
-    def demo_data(self, ml_root: Path, seed: int, log_path: Path) -> None:
+    def demo_data(self, ml_root: Path, seed: int, log_path: Path, task: str = "classification") -> None:
         run_logged(
-            [self.python, "-m", "training", "demo-data", "--ml-root", str(ml_root), "--seed", str(seed)],
+            [
+                self.python,
+                "-m",
+                "training",
+                "demo-data",
+                "--ml-root",
+                str(ml_root),
+                "--seed",
+                str(seed),
+                "--task",
+                task,
+            ],
             log_path,
             child_env(),
             "demo data",
@@ -265,9 +277,10 @@ class ContainerRunner:
             raise RunnerError(f"the {name} image has no ENTRYPOINT")
         return list(entrypoint)
 
-    def demo_data(self, ml_root: Path, seed: int, log_path: Path) -> None:
+    def demo_data(self, ml_root: Path, seed: int, log_path: Path, task: str = "classification") -> None:
         """The demo data laid out by the training image itself (the host needs no scikit-learn)."""
-        self._run("training", ["demo-data", "--ml-root", "/opt/ml", "--seed", str(seed)], ml_root, log_path, 600)
+        args = ["demo-data", "--ml-root", "/opt/ml", "--seed", str(seed), "--task", task]
+        self._run("training", args, ml_root, log_path, 600)
 
     def train(self, ml_root: Path, log_path: Path) -> None:
         self._run("training", ["train"], ml_root, log_path, self.train_timeout)
