@@ -259,6 +259,23 @@ def train_command(ml: MLRoot) -> int:
         return 2
 
 
+def package_command(args: argparse.Namespace) -> int:
+    """`package`: exit 0 with a summary, 2 with the reason on stderr when the model or data cannot be packaged."""
+    from training.package import package
+
+    try:
+        done = package(args.model, args.data, args.output, args.target)
+    except TrainingInputError as error:
+        print(f"package: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"packaged the {done.library} model into {done.out_dir}: "
+        f"validation accuracy {done.metrics['val_accuracy']:.4f}, "
+        f"max abs difference to the library {done.parity:.3g} (unseen categories {done.unseen_parity:.3g})"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +294,13 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--categorical", type=int, default=3)
     synthetic.add_argument("--classes", type=int, default=2)
     synthetic.add_argument("--seed", type=int, default=0)
+    package = sub.add_parser(
+        "package", help="bring your own model: convert a fitted scikit-learn/XGBoost/LightGBM classifier to a model dir"
+    )
+    package.add_argument("--model", type=Path, required=True, help="the fitted model, saved with joblib or pickle")
+    package.add_argument("--data", type=Path, required=True, help="folder with train/ and validation/ (CSV/Parquet)")
+    package.add_argument("--target", default="label", help="the label column (default label)")
+    package.add_argument("--output", type=Path, required=True, help="the model directory to write")
     from training.steps import add_parsers
 
     add_parsers(sub)  # validate, evaluate: the lifecycle's steps around training (training/steps.py)
@@ -290,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("training").setLevel(logging.INFO)
     args = _parser().parse_args(argv)
+    if args.command == "package":
+        return package_command(args)
     if args.command in ("validate", "evaluate"):
         from training.steps import run
 

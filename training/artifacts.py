@@ -17,7 +17,7 @@ import torch
 from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
-from training.data import TrainingData
+from training.data import FeatureSchema, TrainingData
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics
 from training.export import (
@@ -58,9 +58,8 @@ def _write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
-    """The manifest: how to feed the graph and read its output."""
-    schema = data.schema
+def manifest_features(schema: FeatureSchema) -> list[dict[str, Any]]:
+    """The manifest's `features`, in request order, each with where it goes in the graph's inputs."""
     features: list[dict[str, Any]] = []
     for name in schema.features:
         if name in schema.numeric:
@@ -86,6 +85,13 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
                     "categories": list(schema.categories[i]),
                 }
             )
+    return features
+
+
+def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
+    """The manifest: how to feed the graph and read its output."""
+    schema = data.schema
+    features = manifest_features(schema)
     inputs: dict[str, Any] = {NUMERIC_INPUT: {"dtype": "float32", "shape": [None, len(schema.numeric)]}}
     if schema.categorical:
         inputs[CATEGORICAL_INPUT] = {"dtype": "string", "shape": [None, len(schema.categorical)]}
