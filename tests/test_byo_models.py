@@ -30,20 +30,18 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from xgboost import XGBClassifier
 
-pytest.importorskip("skl2onnx")
-pytest.importorskip("onnxmltools")
-
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
-
-from monitoring.capture_writer import capture_record, write_capture_file  # noqa: E402
-from monitoring.cli import main as monitor  # noqa: E402
-from serving.model import read_manifest  # noqa: E402
-from tests.serving_server_process import ServerProcess  # noqa: E402
-from training.__main__ import main as training  # noqa: E402
+from monitoring.capture_writer import capture_record, write_capture_file
+from monitoring.cli import main as monitor
+from serving.model import read_manifest
+from tests.serving_server_process import ServerProcess
+from training.__main__ import main as training
 
 NUMERIC = ["x1", "x2"]
 CATEGORICAL = ["colour", "size"]
@@ -102,13 +100,11 @@ def _sklearn() -> Any:
 
 
 def _xgboost() -> Any:
-    xgboost = pytest.importorskip("xgboost")
-    return Pipeline([("prep", _preprocess(False)), ("clf", xgboost.XGBClassifier(n_estimators=25, max_depth=3))])
+    return Pipeline([("prep", _preprocess(False)), ("clf", XGBClassifier(n_estimators=25, max_depth=3))])
 
 
 def _lightgbm() -> Any:
-    lightgbm = pytest.importorskip("lightgbm")
-    booster = lightgbm.LGBMClassifier(n_estimators=25, num_leaves=7, min_child_samples=5, verbose=-1)
+    booster = LGBMClassifier(n_estimators=25, num_leaves=7, min_child_samples=5, verbose=-1)
     return Pipeline([("prep", _preprocess(False)), ("clf", booster)])
 
 
@@ -206,8 +202,8 @@ def test_byo_model_is_packaged_served_and_monitored(library: str, tmp_path: Path
         # JSON objects keyed by feature name, including a category the model never saw: answered, not refused,
         # with the library's own answer for it (all-zero one-hot), and the unseen value named.
         instances = [
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-            for r in unseen[REQUEST_ORDER].to_dict("records")
+            {"x1": float(x1), "colour": str(colour), "x2": float(x2), "size": str(size)}
+            for x1, colour, x2, size in unseen[REQUEST_ORDER].itertuples(index=False)
         ]
         status, _, answer = server.request(
             "POST", "/invocations", json.dumps({"instances": instances}).encode(), {"Content-Type": "application/json"}
