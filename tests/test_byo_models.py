@@ -309,3 +309,26 @@ def test_package_names_mismatched_classes(tmp_path: Path, capsys: pytest.Capture
     args = _packaged(tmp_path, _fitted(_sklearn(), tmp_path), labels=_binary_words)
     assert training(args) == 2
     assert "mismatched classes: the model predicts ['0', '1']" in capsys.readouterr().err
+
+
+def test_package_refuses_a_model_its_graph_does_not_reproduce_and_keeps_the_old_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """XGBoost reads a sparse matrix's absent entries as missing values, not zeros (XGBoost docs, "Missing
+    values"; a forced-sparse ColumnTransformer output makes every one-hot zero absent), while the ONNX graph
+    compares dense zeros with the split thresholds: the answers differ and the parity check must say so."""
+    prep = ColumnTransformer(
+        [("num", "passthrough", NUMERIC), ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)],
+        sparse_threshold=1.0,
+    )
+    model = _fitted(Pipeline([("prep", prep), ("clf", XGBClassifier(n_estimators=25, max_depth=3))]), tmp_path)
+    args = _packaged(tmp_path, model)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}", encoding="utf-8")  # a previous model's: must survive
+    assert training(args) == 2
+    err = capsys.readouterr().err
+    assert "the ONNX graph differs from the model's predict_proba by" in err
+    assert "(allowed <= 0.0001)" in err
+    assert (out / "manifest.json").read_text(encoding="utf-8") == "{}"
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]

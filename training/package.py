@@ -307,10 +307,11 @@ def _frame(data: TrainingData, *, unseen: bool) -> Any:
     return pd.DataFrame(columns)
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
+def _session(graph: Path | bytes) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _onnx_probabilities(session: onnxruntime.InferenceSession, frame: Any, data: TrainingData) -> np.ndarray:
@@ -387,13 +388,14 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
     library = _library(_final_estimator(model))
     proto = convert(model, data)
 
-    prepare_model_directory(data, out_dir)  # drops an old manifest, writes the drift baseline
-    fp32_path = out_dir / FP32_FILE
-    onnx.save(proto, str(fp32_path))
-    session = _session(fp32_path)
+    # Parity before anything is written: a model that fails it leaves the output folder as it was.
+    session = _session(proto.SerializeToString())
     parity = _parity(model, session, data, unseen=False)
     unseen_parity = _parity(model, session, data, unseen=True) if data.schema.categorical else 0.0
     LOG.info("max abs difference %s vs onnxruntime: %.3g (unseen categories %.3g)", library, parity, unseen_parity)
+    prepare_model_directory(data, out_dir)  # drops an old manifest (written again last), writes the drift baseline
+    fp32_path = out_dir / FP32_FILE
+    onnx.save(proto, str(fp32_path))
 
     # Probability columns in the data's class order, as the trainer's metrics and baselines expect them.
     order = [classes.index(c) for c in data.schema.classes]
