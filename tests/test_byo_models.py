@@ -332,3 +332,24 @@ def test_package_refuses_a_model_its_graph_does_not_reproduce_and_keeps_the_old_
     assert "(allowed <= 0.0001)" in err
     assert (out / "manifest.json").read_text(encoding="utf-8") == "{}"
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_gate_evaluates_a_packaged_model_that_has_no_int8_graph(tmp_path: Path) -> None:
+    """The lifecycle's evaluate step (training/gate.py) reads `files.int8: null` as "no int8 figures" and scores
+    the fp32 graph the same as package's evaluation did."""
+    args = _packaged(tmp_path, _fitted(_sklearn(), tmp_path))
+    assert training(args) == 0
+    ml = tmp_path / "ml"
+    (ml / "input" / "data" / "validation").mkdir(parents=True)
+    source = tmp_path / "data" / "validation" / "validation.csv"
+    (ml / "input" / "data" / "validation" / "validation.csv").write_bytes(source.read_bytes())
+    record_path = tmp_path / "record.json"
+    code = training(
+        ["evaluate", "--ml-root", str(ml), "--candidate", str(tmp_path / "out"), "--record", str(record_path)]
+    )
+    assert code == 0
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text(encoding="utf-8"))
+    candidate = record["evaluation"]["candidate"]
+    assert candidate["int8_minus_fp32"] is None
+    assert candidate["accuracy"] == pytest.approx(evaluation["fp32"]["accuracy"], abs=1e-9)

@@ -66,7 +66,8 @@ class ModelInputs:
     classes: tuple[str, ...]
     target: str
     fp32: Path
-    int8: Path
+    int8: Path | None
+    """None where the manifest has no int8 graph (`files.int8: null`, e.g. a packaged tree ensemble)."""
 
 
 def read_model(directory: Path) -> ModelInputs:
@@ -93,7 +94,7 @@ def read_model(directory: Path) -> ModelInputs:
             classes,
             str(doc["target"]),
             directory / files["fp32"],
-            directory / files["int8"],
+            directory / files["int8"] if files.get("int8") is not None else None,
         )
     except (KeyError, TypeError) as exc:
         raise TrainingInputError(f"{path}: missing or malformed key {exc}; see docs/model-contract.md") from None
@@ -216,10 +217,12 @@ def evaluate_models(
         raise TrainingInputError("the held-out data has no rows; the gate needs rows to compare the models on")
     candidate = read_model(candidate_dir)
     result: dict[str, Any] = {"rows": len(held_out), "candidate": _metrics(candidate, held_out), "champion": None}
-    int8 = classification_metrics(
-        probabilities(candidate, held_out, candidate.int8).astype(np.float32), _labels(candidate, held_out)
-    )
-    result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
+    result["candidate"]["int8_minus_fp32"] = None  # the model has no int8 graph (docs/model-contract.md)
+    if candidate.int8 is not None:
+        int8 = classification_metrics(
+            probabilities(candidate, held_out, candidate.int8).astype(np.float32), _labels(candidate, held_out)
+        )
+        result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
     if champion_dir is not None:
         result["champion"] = _metrics(read_model(champion_dir), held_out)
     if sensitive_attribute is not None:
