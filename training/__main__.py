@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.demo import write_demo_data, write_synthetic_data
 from training.errors import TrainingInputError
 from training.hyperparameters import Hyperparameters, load_hyperparameters
 from training.layout import DEFAULT_ML_ROOT, Cluster, MLRoot, load_cluster, load_distribution
@@ -325,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_command(ml)
     if args.command == "worker":
         return worker_command(ml)
+    from training.demo import write_demo_data, write_synthetic_data  # scikit-learn's datasets: only these need it
+
     if args.command == "demo-data":
         write_demo_data(ml, seed=args.seed)
     else:

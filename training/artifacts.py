@@ -7,12 +7,11 @@ import logging
 import math
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnxruntime
-import torch
 
 from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
@@ -20,17 +19,20 @@ from monitoring.quality import write_quality_baseline
 from training.data import FeatureSchema, TrainingData
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics
-from training.export import (
+from training.hyperparameters import Hyperparameters
+from training.model_files import (
+    BASELINE_DIR,
     CATEGORICAL_INPUT,
+    EVALUATION_FILE,
+    FP32_FILE,
+    INT8_FILE,
+    MANIFEST_FILE,
     NUMERIC_INPUT,
     OUTPUT,
-    export_onnx,
-    onnx_probabilities,
-    quantize_int8,
 )
-from training.hyperparameters import Hyperparameters
-from training.model_files import BASELINE_DIR, EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
-from training.trainer import TrainResult, predict_probabilities, to_device
+
+if TYPE_CHECKING:  # torch and the trainer are imported where used: `python -m training package` runs without them
+    from training.trainer import TrainResult
 
 LOG = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ def manifest_features(schema: FeatureSchema) -> list[dict[str, Any]]:
 
 def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
     """The manifest: how to feed the graph and read its output."""
+    import torch
+
     schema = data.schema
     features = manifest_features(schema)
     inputs: dict[str, Any] = {NUMERIC_INPUT: {"dtype": "float32", "shape": [None, len(schema.numeric)]}}
@@ -177,6 +181,11 @@ def write_evaluation_baseline(
 
 def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
     """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
+    import torch
+
+    from training.export import export_onnx, onnx_probabilities, quantize_int8
+    from training.trainer import predict_probabilities, to_device
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if result.model is None or data.validation is None:
         raise RuntimeError("write_model_directory needs trained weights and the validation split")

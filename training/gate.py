@@ -30,7 +30,7 @@ import pandas as pd
 
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics
-from training.export import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT
+from training.model_files import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT
 
 GATE_FILE = "gate.json"
 LATENCY_ROWS = 200

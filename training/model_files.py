@@ -6,6 +6,11 @@ job's output is a complete model, and the trainer writes them (training/artifact
 
 from __future__ import annotations
 
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
+OUTPUT = "probabilities"
+"""The graph's input and output names (docs/model-contract.md), here so torch-free code can use them."""
+
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "manifest.json"

@@ -374,7 +374,6 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
         write_evaluation_baseline,
     )
     from training.evaluation import classification_metrics
-    from training.export import quantize_int8
     from training.model_files import EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
 
     assert TRAINER_TOLERANCE == PARITY_TOLERANCE
@@ -408,6 +407,8 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
     files: dict[str, Any] = {"fp32": FP32_FILE, "int8": None}
     int8: dict[str, float] | None = None
     if quantizable:
+        from training.export import quantize_int8  # imports torch; only graphs with MatMul/Gemm get here
+
         quantize_int8(fp32_path, int8_path)
         int8_probabilities = _onnx_probabilities(_session(int8_path), _frame(data, unseen=False), data)[:, order]
         int8 = classification_metrics(int8_probabilities, data.validation.labels)
