@@ -353,3 +353,21 @@ def test_gate_evaluates_a_packaged_model_that_has_no_int8_graph(tmp_path: Path) 
     candidate = record["evaluation"]["candidate"]
     assert candidate["int8_minus_fp32"] is None
     assert candidate["accuracy"] == pytest.approx(evaluation["fp32"]["accuracy"], abs=1e-9)
+
+
+def test_package_and_gate_load_without_torch() -> None:
+    """`python -m training package` and the lifecycle's gate run on machines that need no PyTorch: importing
+    them must not import it (torch is imported inside the trainer's functions that use it)."""
+    import subprocess
+    import sys
+
+    code = "import sys, training.__main__, training.package, training.gate; print('torch' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.stdout.strip() == "False", done.stderr

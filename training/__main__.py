@@ -260,10 +260,17 @@ def train_command(ml: MLRoot) -> int:
 
 def package_command(args: argparse.Namespace) -> int:
     """`package`: exit 0 with a summary, 2 with the reason on stderr when the model or data cannot be packaged."""
-    from training.package import package
-
     try:
+        from training.package import package
+
         done = package(args.model, args.data, args.output, args.target)
+    except ModuleNotFoundError as error:
+        print(
+            f"package: {error}; it runs from a checkout of this repository with the dev environment "
+            f"(requirements-dev.txt: skl2onnx, onnxmltools), not in the training image",
+            file=sys.stderr,
+        )
+        return 2
     except TrainingInputError as error:
         print(f"package: {error}", file=sys.stderr)
         return 2
