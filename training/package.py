@@ -36,14 +36,19 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 from serving.contract import ContractError, check_graph, validate_manifest
+from training.artifacts import (
+    PARITY_TOLERANCE,  # max abs probability difference, library vs onnxruntime: the trainer's export tolerance
+    _write_json,
+    manifest_features,
+    prepare_model_directory,
+    write_evaluation_baseline,
+)
 from training.data import TrainingData, load_training_data
 from training.errors import TrainingInputError
 from training.layout import MLRoot
 
 LOG = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-4
-"""Max abs probability difference library vs onnxruntime: the trainer's own export tolerance."""
 UNSEEN_CATEGORY = "__mlplatform_unseen_category__"
 """Stands in for a category the model never saw, in the unknown-category parity check."""
 NUMERIC_INPUT, CATEGORICAL_INPUT, OUTPUT = "numeric", "categorical", "probabilities"
@@ -349,12 +354,12 @@ def _parity(model: Any, session: onnxruntime.InferenceSession, data: TrainingDat
 
 
 def _versions(library: str) -> dict[str, str]:
+    """Versions of what produced the graph: the converters, scikit-learn and the model's own library."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
-    for dist in ("skl2onnx", "onnxmltools", "scikit-learn", *(("xgboost", "xgboost-cpu", "lightgbm"))):
-        if dist in ("xgboost", "xgboost-cpu", "lightgbm") and not dist.startswith(library):
-            continue
+    boosters = {"xgboost": ("xgboost", "xgboost-cpu"), "lightgbm": ("lightgbm",)}
+    for dist in ("skl2onnx", "onnxmltools", "scikit-learn", *boosters.get(library, ())):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:
@@ -364,19 +369,9 @@ def _versions(library: str) -> dict[str, str]:
 
 def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "label") -> Packaged:
     """Convert, verify and describe a fitted model; raises PackageError with what was wrong."""
-    from training.artifacts import (
-        PARITY_TOLERANCE as TRAINER_TOLERANCE,
-    )
-    from training.artifacts import (
-        _write_json,
-        manifest_features,
-        prepare_model_directory,
-        write_evaluation_baseline,
-    )
     from training.evaluation import classification_metrics
     from training.model_files import EVALUATION_FILE, FP32_FILE, INT8_FILE, MANIFEST_FILE
 
-    assert TRAINER_TOLERANCE == PARITY_TOLERANCE
     if not data_dir.is_dir():
         raise PackageError(f"--data {str(data_dir)!r}: no such folder; it holds train/ and validation/ (CSV/Parquet)")
     data = load_training_data(DataDir(data_dir), target, UNLIMITED_CATEGORIES)
