@@ -10,7 +10,8 @@ is one-hot encoded in the pipeline with `OneHotEncoder(handle_unknown="ignore")`
 training encodes to all zeros (scikit-learn docs, `OneHotEncoder`, `handle_unknown`) — what the packaged graph
 must do too, and what the manifest's `unknown_category_policy: zero-encoding` says. The one-hot output is
 dense (`sparse_output=False`): XGBoost reads a sparse matrix's absent entries as missing, not as 0
-(XGBoost docs, "Missing values"), which an ONNX graph fed dense zeros would not reproduce.
+(dmlc/xgboost issue #1634, a maintainer's answer: sparse elements are treated as missing by the tree
+booster), which an ONNX graph fed dense zeros would not reproduce.
 
 Captures are written the way SageMaker writes an endpoint's data capture (monitoring.capture_writer): the
 request body as the client sent it and the server's answer.
@@ -314,8 +315,8 @@ def test_package_names_mismatched_classes(tmp_path: Path, capsys: pytest.Capture
 def test_package_refuses_a_model_its_graph_does_not_reproduce_and_keeps_the_old_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """XGBoost reads a sparse matrix's absent entries as missing values, not zeros (XGBoost docs, "Missing
-    values"; a forced-sparse ColumnTransformer output makes every one-hot zero absent), while the ONNX graph
+    """XGBoost's tree booster reads a sparse matrix's absent entries as missing values, not zeros (dmlc/xgboost
+    issue #1634; a forced-sparse ColumnTransformer output makes every one-hot zero absent), while the ONNX graph
     compares dense zeros with the split thresholds: the answers differ and the parity check must say so."""
     prep = ColumnTransformer(
         [("num", "passthrough", NUMERIC), ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)],
