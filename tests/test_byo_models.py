@@ -372,3 +372,17 @@ def test_package_and_gate_load_without_torch() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_manifest_lists_the_categories_the_encoder_knows(tmp_path: Path) -> None:
+    """An encoder fitted with a category the training rows lack still encodes it: the manifest (what serving
+    reports unknown categories against) lists the encoder's `categories_`, not only the data's."""
+    colours = ["blue", "green", "purple", "red"]
+    known: Any = [colours, ["L", "M", "S", "XL"]]  # scikit-learn types the argument as str ("auto")
+    encoder = OneHotEncoder(categories=known, handle_unknown="ignore", sparse_output=False)
+    prep = ColumnTransformer([("num", "passthrough", NUMERIC), ("cat", encoder, CATEGORICAL)])
+    model = _fitted(Pipeline([("prep", prep), ("clf", LogisticRegression())]), tmp_path)
+    assert training(_packaged(tmp_path, model)) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    categories = {f["name"]: f["categories"] for f in manifest["features"] if f["type"] == "categorical"}
+    assert categories == {"colour": colours, "size": ["L", "M", "S", "XL"]}

@@ -22,6 +22,7 @@ Loading a pickle runs code from the file: package only models you trust.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import platform
@@ -43,7 +44,7 @@ from training.artifacts import (
     prepare_model_directory,
     write_evaluation_baseline,
 )
-from training.data import TrainingData, load_training_data
+from training.data import FeatureSchema, TrainingData, load_training_data
 from training.errors import TrainingInputError
 from training.layout import MLRoot
 
@@ -189,6 +190,24 @@ def _check_model(model: Any, data: TrainingData) -> tuple[str, ...]:
     return classes
 
 
+def encoder_categories(model: Any) -> dict[str, tuple[str, ...]]:
+    """Per column, the categories a ColumnTransformer's OneHotEncoder was fitted with (`categories_`): what the
+    graph encodes, so what serving must not report as unknown. Columns encoded otherwise are absent."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    found: dict[str, tuple[str, ...]] = {}
+    if not isinstance(first, ColumnTransformer):
+        return found
+    for _, transformer, columns in first.transformers_:
+        if isinstance(transformer, OneHotEncoder) and isinstance(columns, list | tuple):
+            for column, categories in zip(columns, transformer.categories_, strict=True):
+                found[str(column)] = tuple(str(c) for c in categories if isinstance(c, str))
+    return found
+
+
 def _register_converters() -> None:
     """Let skl2onnx convert XGBClassifier / LGBMClassifier with onnxmltools' converters (sklearn-onnx tutorial,
     "Convert a pipeline with a LightGBM classifier" and "... with a XGBoost model")."""
@@ -294,6 +313,12 @@ def _contract_inputs(
         ir_version=converted.ir_version,
         producer_name="mlplatform-package",
     )
+
+
+def _with_encoder_categories(schema: FeatureSchema, fitted: dict[str, tuple[str, ...]]) -> FeatureSchema:
+    """The manifest lists the categories the model's encoder knows, where it has one; else those of the data."""
+    categories = tuple(fitted.get(name, seen) for name, seen in zip(schema.categorical, schema.categories, strict=True))
+    return dataclasses.replace(schema, categories=categories)
 
 
 def _frame(data: TrainingData, *, unseen: bool) -> Any:
@@ -437,7 +462,7 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
         "format_version": 1,
         "task": "binary_classification" if len(classes) == 2 else "multiclass_classification",
         "target": schema.target,
-        "features": manifest_features(schema),
+        "features": manifest_features(_with_encoder_categories(schema, encoder_categories(model))),
         "classes": list(classes),
         "inputs": inputs,
         "outputs": {OUTPUT: {"dtype": "float32", "shape": [None, len(classes)]}},
