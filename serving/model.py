@@ -11,6 +11,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import onnxruntime as ort
 
+from serving.contract import Contract, ContractError, check_graph, validate_manifest
+
 Precision = Literal["fp32", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 
@@ -38,18 +40,24 @@ class ModelManifest:
     features: tuple[FeatureSpec, ...]
     """In request order: a CSV row or JSON list row holds the features in exactly this order."""
     classes: tuple[str, ...]
-    files: dict[str, str]
+    files: dict[str, str | None]
+    """Precision -> graph file; None where the model has none of that precision (contract.int8_note says why)."""
     numeric_columns: tuple[int, ...]
     """Request columns that fill graph input `numeric`, in graph column order."""
     categorical_columns: tuple[int, ...]
     """Request columns that fill graph input `categorical`, in graph column order."""
-    regression: bool = False
-    """`task: regression`: no classes, the graph's output `predictions` is float32 [N] in the target's units."""
+    contract: Contract
+    """The validated manifest (serving/contract.py): task, output, graph inputs and outputs."""
+
+    @property
+    def regression(self) -> bool:
+        """`task: regression`: no classes, the graph's output `predictions` is float32 [N] in the target's units."""
+        return self.contract.task == "regression"
 
     @property
     def output(self) -> str:
         """The graph output serving reads."""
-        return "predictions" if self.regression else "probabilities"
+        return self.contract.output
 
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
@@ -87,65 +95,28 @@ def _fail(path: Path, what: str) -> ModelDirectoryError:
 
 
 def parse_manifest(document: Any, path: Path) -> ModelManifest:
-    """Validate a loaded manifest.json document; `path` is only used in error messages."""
-    if not isinstance(document, dict):
-        raise _fail(path, "manifest must be a JSON object")
-    if document.get("format_version") != 1:
-        raise _fail(path, f"format_version must be 1, got {document.get('format_version')!r}")
-    raw_features = document.get("features")
-    if not isinstance(raw_features, list) or not raw_features:
-        raise _fail(path, "features must be a non-empty list")
+    """Validate a loaded manifest.json document (serving/contract.py); `path` is only used in error messages,
+    which name the offending field, e.g. `features[3].categories: expected a list of strings`."""
+    try:
+        contract = validate_manifest(document)
+    except ContractError as error:
+        raise _fail(path, str(error)) from None
     features: list[FeatureSpec] = []
-    for position, raw in enumerate(raw_features):
-        if not isinstance(raw, dict):
-            raise _fail(path, f"features[{position}] must be an object")
-        name, kind, graph_input, index = raw.get("name"), raw.get("type"), raw.get("input"), raw.get("index")
-        if not isinstance(name, str) or not name:
-            raise _fail(path, f"features[{position}].name must be a non-empty string")
-        if kind not in ("numeric", "categorical"):
-            raise _fail(path, f"features[{position}].type must be 'numeric' or 'categorical', got {kind!r}")
-        if graph_input != kind:
-            raise _fail(path, f"features[{position}].input must be {kind!r} for a {kind} feature")
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise _fail(path, f"features[{position}].index must be a non-negative integer")
-        categories: tuple[str, ...] = ()
-        if kind == "categorical":
-            raw_categories = raw.get("categories", [])
-            if not isinstance(raw_categories, list) or not all(isinstance(c, str) for c in raw_categories):
-                raise _fail(path, f"features[{position}].categories must be a list of strings")
-            categories = tuple(raw_categories)
-        features.append(FeatureSpec(name=name, kind=kind, index=index, categories=categories))
-    names = [f.name for f in features]
-    if len(set(names)) != len(names):
-        raise _fail(path, "feature names must be unique")
+    for raw in document["features"]:
+        kind = raw["type"]
+        categories = tuple(raw.get("categories", [])) if kind == "categorical" else ()
+        features.append(FeatureSpec(name=raw["name"], kind=kind, index=raw["index"], categories=categories))
     columns: dict[str, tuple[int, ...]] = {}
     for kind in ("numeric", "categorical"):
         by_index = {f.index: position for position, f in enumerate(features) if f.kind == kind}
-        count = sum(1 for f in features if f.kind == kind)
-        if sorted(by_index) != list(range(count)):
-            raise _fail(path, f"{kind} feature indexes must be 0..{count - 1} without gaps or repeats")
-        columns[kind] = tuple(by_index[i] for i in range(count))
-    if not columns["numeric"]:
-        # The contract's graph always has a `numeric` input; a model without one is outside it.
-        raise _fail(path, "the model needs at least one numeric feature")
-    regression = document.get("task") == "regression"
-    classes = document.get("classes", []) if regression else document.get("classes")
-    if regression and classes:
-        raise _fail(path, "a regression model (task: regression) has no classes")
-    if not regression and (
-        not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes)
-    ):
-        raise _fail(path, "classes must be a list of at least two strings")
-    files = document.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(p), str) for p in PRECISIONS):
-        raise _fail(path, "files must map 'fp32' and 'int8' to file names")
+        columns[kind] = tuple(by_index[i] for i in range(len(by_index)))
     return ModelManifest(
         features=tuple(features),
-        classes=tuple(cast(list[str], classes)),
-        regression=regression,
-        files={p: files[p] for p in PRECISIONS},
+        classes=contract.classes,
+        files=dict(contract.files),
         numeric_columns=columns["numeric"],
         categorical_columns=columns["categorical"],
+        contract=contract,
     )
 
 
@@ -163,7 +134,14 @@ def read_manifest(model_dir: Path) -> ModelManifest:
 
 def model_file(model_dir: Path, manifest: ModelManifest, precision: Precision) -> Path:
     """The graph file for `precision`; it must exist."""
-    path = model_dir / manifest.files[precision]
+    name = manifest.files[precision]
+    if name is None:
+        raise _fail(
+            model_dir / "manifest.json",
+            f"files.{precision} is null: this model has no {precision} graph ({manifest.contract.int8_note}); "
+            f"serve it with precision fp32",
+        )
+    path = model_dir / name
     if not path.is_file():
         raise _fail(path, f"the {precision} model file named in manifest.json is missing")
     return path
@@ -185,15 +163,16 @@ class LoadedModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises several unrelated types for a bad file
             raise _fail(path, f"onnxruntime cannot load the graph: {error}") from None
-        inputs = {i.name for i in self.session.get_inputs()}
-        expected = {"numeric"} | ({"categorical"} if self.manifest.categorical_columns else set())
-        if inputs != expected:
-            raise _fail(path, f"graph inputs are {sorted(inputs)}, manifest.json implies {sorted(expected)}")
-        output = self.manifest.output
-        if output not in {o.name for o in self.session.get_outputs()}:
-            raise _fail(path, f"graph has no output named {output!r}")
+        try:
+            check_graph(
+                self.manifest.contract,
+                [(i.name, i.type, i.shape) for i in self.session.get_inputs()],
+                [(o.name, o.type, o.shape) for o in self.session.get_outputs()],
+            )
+        except ContractError as error:
+            raise _fail(path, f"the graph does not match manifest.json: {error}") from None
         self.precision = precision
-        self._outputs = [output]
+        self._outputs = [self.manifest.contract.output]
         # The binding's run skips the Python wrapper's per-call checks (a few microseconds of a 1-row request);
         # inputs are already validated here. Falls back to the public method if the binding changes.
         binding = getattr(self.session, "_sess", None)

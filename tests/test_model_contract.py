@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from serving.codec import decode_csv
+from serving.contract import validate_manifest
 from serving.model import PRECISIONS, LoadedModel, Precision, read_manifest
 from training.__main__ import main
 from training.demo import split_frame, synthetic_frame, write_layout
@@ -72,3 +73,17 @@ def test_baseline_files_are_written_beside_the_model(trained: MLRoot) -> None:
 def test_model_directory_without_manifest_is_refused_naming_the_contract(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"docs/model-contract\.md"):
         read_manifest(tmp_path)
+
+
+def test_trained_manifest_passes_the_versioned_contract(trained: MLRoot) -> None:
+    """The trainer's manifest states every field serving/contract.py reads (none left to defaults)."""
+    written = json.loads((trained.model / "manifest.json").read_text(encoding="utf-8"))
+    contract = validate_manifest(written)
+    assert {"task", "inputs", "outputs", "unknown_category_policy"} <= set(written)
+    assert (contract.format_version, contract.task, contract.output) == (
+        1,
+        "multiclass_classification",
+        "probabilities",
+    )
+    assert (contract.n_numeric, contract.n_categorical, contract.unknown_category_policy) == (4, 2, "map-to-unknown")
+    assert contract.files == {"fp32": "model.onnx", "int8": "model.int8.onnx"}

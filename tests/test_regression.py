@@ -401,3 +401,11 @@ def test_client_reads_a_regression_answer_in_json_and_csv() -> None:
     assert classifier[0].value is None and classifier[0].label == "1"
     with pytest.raises(ClientError, match="must be a number"):
         decode_predictions(b'{"predictions":["x"]}', "application/json")
+
+
+def test_the_cli_offers_every_demo_task_without_importing_scikit_learn() -> None:
+    """training/__main__.py spells the demo tasks itself so its parser does not import scikit-learn's datasets."""
+    from training.__main__ import DEMO_TASKS
+    from training.demo import TASKS
+
+    assert DEMO_TASKS == TASKS

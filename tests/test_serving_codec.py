@@ -389,7 +389,7 @@ def test_accept_negotiation(accept: str | None, expected: str | None) -> None:
 
 def test_manifest_errors_name_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 2}))
-    with pytest.raises(ModelDirectoryError, match=r"manifest.json: format_version must be 1, got 2"):
+    with pytest.raises(ModelDirectoryError, match=r"manifest.json: format_version: 2 is not supported"):
         read_manifest(tmp_path)
     with pytest.raises(ModelDirectoryError, match=r"manifest\.json is missing"):
         read_manifest(tmp_path / "nowhere")

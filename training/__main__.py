@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.demo import TASKS, write_demo_data, write_synthetic_data
 from training.errors import TrainingInputError
 from training.hyperparameters import Hyperparameters, load_hyperparameters
 from training.layout import DEFAULT_ML_ROOT, Cluster, MLRoot, load_cluster, load_distribution
@@ -260,6 +259,34 @@ def train_command(ml: MLRoot) -> int:
         return 2
 
 
+def package_command(args: argparse.Namespace) -> int:
+    """`package`: exit 0 with a summary, 2 with the reason on stderr when the model or data cannot be packaged."""
+    try:
+        from training.package import package
+
+        done = package(args.model, args.data, args.output, args.target)
+    except ModuleNotFoundError as error:
+        print(
+            f"package: {error}; it runs from a checkout of this repository with the dev environment "
+            f"(requirements-dev.txt: skl2onnx, onnxmltools), not in the training image",
+            file=sys.stderr,
+        )
+        return 2
+    except TrainingInputError as error:
+        print(f"package: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"packaged the {done.library} model into {done.out_dir}: "
+        f"validation accuracy {done.metrics['val_accuracy']:.4f}, "
+        f"max abs difference to the library {done.parity:.3g} (unseen categories {done.unseen_parity:.3g})"
+    )
+    return 0
+
+
+DEMO_TASKS = ("classification", "regression")
+"""training.demo.TASKS, spelled here so building the parser does not import scikit-learn (tests compare them)."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,7 +299,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--ml-root", type=Path, required=True, help="where to lay out input/")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument(
-        "--task", choices=TASKS, default="classification", help="classification: breast cancer; regression: diabetes"
+        "--task",
+        choices=DEMO_TASKS,
+        default="classification",
+        help="classification: breast cancer; regression: diabetes",
     )
     synthetic = sub.add_parser("synthetic", help="lay out seeded synthetic data (numeric and categorical)")
     synthetic.add_argument("--ml-root", type=Path, required=True, help="where to lay out input/")
@@ -281,7 +311,16 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--categorical", type=int, default=3)
     synthetic.add_argument("--classes", type=int, default=2)
     synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.add_argument("--task", choices=TASKS, default="classification", help="a class label or a numeric target")
+    synthetic.add_argument(
+        "--task", choices=DEMO_TASKS, default="classification", help="a class label or a numeric target"
+    )
+    package = sub.add_parser(
+        "package", help="bring your own model: convert a fitted scikit-learn/XGBoost/LightGBM classifier to a model dir"
+    )
+    package.add_argument("--model", type=Path, required=True, help="the fitted model, saved with joblib or pickle")
+    package.add_argument("--data", type=Path, required=True, help="folder with train/ and validation/ (CSV/Parquet)")
+    package.add_argument("--target", default="label", help="the label column (default label)")
+    package.add_argument("--output", type=Path, required=True, help="the model directory to write")
     from training.steps import add_parsers
 
     add_parsers(sub)  # validate, evaluate: the lifecycle's steps around training (training/steps.py)
@@ -295,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("training").setLevel(logging.INFO)
     args = _parser().parse_args(argv)
+    if args.command == "package":
+        return package_command(args)
     if args.command in ("validate", "evaluate"):
         from training.steps import run
 
@@ -304,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_command(ml)
     if args.command == "worker":
         return worker_command(ml)
+    from training.demo import write_demo_data, write_synthetic_data  # scikit-learn's datasets: only these need it
+
     if args.command == "demo-data":
         write_demo_data(ml, seed=args.seed, task=args.task)
     else:

@@ -7,38 +7,35 @@ import logging
 import math
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnxruntime
 import pandas as pd
-import torch
 
 from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
-from training.data import TrainingData
+from training.data import FeatureSchema, TrainingData
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics, regression_metrics
-from training.export import (
-    CATEGORICAL_INPUT,
-    NUMERIC_INPUT,
-    export_onnx,
-    onnx_probabilities,
-    output_name,
-    quantize_int8,
-)
 from training.hyperparameters import Hyperparameters
 from training.model_files import (
     BASELINE_DIR,
+    CATEGORICAL_INPUT,
     EVALUATION_FILE,
     FP32_FILE,
     INT8_FILE,
     MANIFEST_FILE,
+    NUMERIC_INPUT,
+    OUTPUT,
     PREDICTIONS_BASELINE_DIR,
+    PREDICTIONS_OUTPUT,
 )
-from training.trainer import TrainResult, predict_probabilities, to_device
+
+if TYPE_CHECKING:  # torch and the trainer are imported where used: `python -m training package` runs without them
+    from training.trainer import TrainResult
 
 LOG = logging.getLogger(__name__)
 
@@ -69,9 +66,8 @@ def _write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
-    """The manifest: how to feed the graph and read its output."""
-    schema = data.schema
+def manifest_features(schema: FeatureSchema) -> list[dict[str, Any]]:
+    """The manifest's `features`, in request order, each with where it goes in the graph's inputs."""
     features: list[dict[str, Any]] = []
     for name in schema.features:
         if name in schema.numeric:
@@ -97,6 +93,15 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
                     "categories": list(schema.categories[i]),
                 }
             )
+    return features
+
+
+def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, float]) -> dict[str, Any]:
+    """The manifest: how to feed the graph and read its output."""
+    import torch
+
+    schema = data.schema
+    features = manifest_features(schema)
     inputs: dict[str, Any] = {NUMERIC_INPUT: {"dtype": "float32", "shape": [None, len(schema.numeric)]}}
     if schema.categorical:
         inputs[CATEGORICAL_INPUT] = {"dtype": "string", "shape": [None, len(schema.categorical)]}
@@ -108,7 +113,7 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
             "target": schema.target,
             "features": features,
             "inputs": inputs,
-            "outputs": {output_name(schema): {"dtype": "float32", "shape": [None]}},
+            "outputs": {(PREDICTIONS_OUTPUT if schema.regression else OUTPUT): {"dtype": "float32", "shape": [None]}},
         }
     else:
         task_fields = {
@@ -117,7 +122,12 @@ def build_manifest(data: TrainingData, hp: Hyperparameters, metrics: dict[str, f
             "features": features,
             "classes": list(schema.classes),
             "inputs": inputs,
-            "outputs": {output_name(schema): {"dtype": "float32", "shape": [None, len(schema.classes)]}},
+            "outputs": {
+                (PREDICTIONS_OUTPUT if schema.regression else OUTPUT): {
+                    "dtype": "float32",
+                    "shape": [None, len(schema.classes)],
+                }
+            },
         }
     return {
         "format_version": 1,
@@ -224,6 +234,11 @@ def score(predictions: np.ndarray, data: TrainingData) -> dict[str, float]:
 
 def write_model_directory(data: TrainingData, hp: Hyperparameters, result: TrainResult, out_dir: Path) -> None:
     """Export, verify and describe the trained model; raises ExportParityError if ONNX and PyTorch differ."""
+    import torch
+
+    from training.export import export_onnx, onnx_probabilities, quantize_int8
+    from training.trainer import predict_probabilities, to_device
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if result.model is None or data.validation is None:
         raise RuntimeError("write_model_directory needs trained weights and the validation split")

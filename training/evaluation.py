@@ -9,10 +9,13 @@ one transfer of three numbers instead of copying every probability to the host.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from sklearn.metrics import log_loss, roc_auc_score
+
+if TYPE_CHECKING:  # imported where used, so the gate and `package` load without torch
+    import torch
 
 CLIP = 1e-12
 
@@ -44,6 +47,8 @@ def _auc(p: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
 
 def rank_auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     """ROC AUC as the Mann-Whitney statistic with average ranks for ties (what roc_auc_score computes)."""
+    import torch
+
     sorted_scores, order = torch.sort(scores.double())
     _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
     ends = torch.cumsum(counts, 0).double()
@@ -54,9 +59,17 @@ def rank_auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     return (ranks[hits].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-@torch.no_grad()
 def device_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """`classification_metrics` on the device: the same clipping, renormalisation and one-vs-rest AUC."""
+    import torch
+
+    with torch.no_grad():
+        return _device_metrics(probabilities, labels)
+
+
+def _device_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    import torch
+
     n_classes = probabilities.shape[1]
     p = probabilities.double().clamp(CLIP, 1.0)
     p = p / p.sum(dim=1, keepdim=True)
@@ -86,9 +99,17 @@ def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str
     }
 
 
-@torch.no_grad()
 def device_regression_metrics(predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     """`regression_metrics` on the device, in float64; one transfer of three numbers."""
+    import torch
+
+    with torch.no_grad():
+        return _device_regression_metrics(predictions, targets)
+
+
+def _device_regression_metrics(predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    import torch
+
     p, y = predictions.double().reshape(-1), targets.double().reshape(-1)
     error = p - y
     sse = (error * error).sum()

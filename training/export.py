@@ -16,14 +16,10 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from training.data import EncodedSplit, FeatureSchema
 from training.model import MixedProbabilities, NumericProbabilities, TabularClassifier
+from training.model_files import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT, PREDICTIONS_OUTPUT
 
 LOG = logging.getLogger(__name__)
 
-NUMERIC_INPUT = "numeric"
-CATEGORICAL_INPUT = "categorical"
-OUTPUT = "probabilities"
-PREDICTIONS_OUTPUT = "predictions"
-"""A regressor's output: float32 [N], the predictions in the target's units."""
 # Name of the torch graph's index input; after composition it is an internal tensor fed by the encoders.
 _INDEX_TENSOR = "categorical_index"
 _ML_DOMAIN = "ai.onnx.ml"

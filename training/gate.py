@@ -35,7 +35,7 @@ import pandas as pd
 
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics, regression_metrics
-from training.export import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT, PREDICTIONS_OUTPUT
+from training.model_files import CATEGORICAL_INPUT, NUMERIC_INPUT, OUTPUT, PREDICTIONS_OUTPUT
 
 GATE_FILE = "gate.json"
 LATENCY_ROWS = 200
@@ -79,7 +79,8 @@ class ModelInputs:
     classes: tuple[str, ...]
     target: str
     fp32: Path
-    int8: Path
+    int8: Path | None
+    """None where the manifest has no int8 graph (`files.int8: null`, e.g. a packaged tree ensemble)."""
     regression: bool = False
     """`task: regression`: no classes, output `predictions` in the target's units."""
 
@@ -113,7 +114,7 @@ def read_model(directory: Path) -> ModelInputs:
             classes,
             str(doc["target"]),
             directory / files["fp32"],
-            directory / files["int8"],
+            directory / files["int8"] if files.get("int8") is not None else None,
             regression,
         )
     except (KeyError, TypeError) as exc:
@@ -265,8 +266,10 @@ def evaluate_models(
         raise TrainingInputError("the held-out data has no rows; the gate needs rows to compare the models on")
     candidate = read_model(candidate_dir)
     result: dict[str, Any] = {"rows": len(held_out), "candidate": _metrics(candidate, held_out), "champion": None}
-    int8 = _scores(candidate, held_out, candidate.int8)
-    result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
+    result["candidate"]["int8_minus_fp32"] = None  # the model has no int8 graph (docs/model-contract.md)
+    if candidate.int8 is not None:
+        int8 = _scores(candidate, held_out, candidate.int8)
+        result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
     if champion_dir is not None:
         champion = read_model(champion_dir)
         if champion.regression != candidate.regression:

@@ -6,6 +6,13 @@ job's output is a complete model, and the trainer writes them (training/artifact
 
 from __future__ import annotations
 
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
+OUTPUT = "probabilities"
+"""The graph's input and output names (docs/model-contract.md), here so torch-free code can use them."""
+PREDICTIONS_OUTPUT = "predictions"
+"""A regressor's output: float32 [N], the predictions in the target's units."""
+
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "manifest.json"
