@@ -19,6 +19,7 @@ from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
 from training.data import TrainingData
+from training.edge import write_edge_bundle
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics, regression_metrics
 from training.export import (
@@ -247,6 +248,10 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     int8_probabilities = onnx_probabilities(int8_path, validation)
 
     fp32, int8 = (score(p, data) for p in (fp32_probabilities, int8_probabilities))
+    metrics = {f"val_{name}": value for name, value in fp32.items()}
+    manifest = build_manifest(data, hp, metrics)
+    edge = write_edge_bundle(out_dir, _finite(manifest))
+    edge["metric_delta_vs_fp32"] = {name: int8[name] - fp32[name] for name in fp32}
     evaluation = {
         "validation_rows": len(validation),
         "fp32": fp32,
@@ -258,6 +263,7 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
             "max_abs_diff_int8_vs_fp32": float(np.max(np.abs(int8_probabilities - fp32_probabilities))) / scale,
             "units": "target std" if data.schema.regression else "probability",
         },
+        "edge": edge,
         "training": {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
@@ -279,6 +285,5 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     )
     if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
         prepare_model_directory(data, out_dir)
-    metrics = {f"val_{name}": value for name, value in fp32.items()}
     # The manifest is written last: its presence says the directory is complete.
-    _write_json(out_dir / MANIFEST_FILE, build_manifest(data, hp, metrics))
+    _write_json(out_dir / MANIFEST_FILE, manifest)
