@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from training.model_files import (
     MANIFEST_FILE,
     PREDICTIONS_BASELINE_DIR,
 )
+from training.pruning import finetune, graph_latency_ms, hidden_widths, prune_model, pruning_facts
 from training.trainer import TrainResult, predict_probabilities, to_device
 
 LOG = logging.getLogger(__name__)
@@ -230,6 +232,19 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
         raise RuntimeError("write_model_directory needs trained weights and the validation split")
     model = result.model.cpu().eval()
     validation = data.validation
+    unpruned: tuple[list[int], dict[str, float], dict[str, Any]] | None = None
+    if hp.prune_fraction > 0:
+        # The unpruned graph's figures first, measured the same way as the pruned one's below.
+        with tempfile.TemporaryDirectory() as scratch:
+            unpruned_path = Path(scratch) / FP32_FILE
+            export_onnx(model, data.schema, data.train, unpruned_path)
+            unpruned = (
+                hidden_widths(model),
+                score(onnx_probabilities(unpruned_path, validation), data),
+                graph_latency_ms(unpruned_path, validation),
+            )
+        model = finetune(prune_model(model, hp.prune_fraction), data, hp, hp.prune_finetune_epochs)
+        LOG.info("pruned hidden widths %s -> %s", unpruned[0], hidden_widths(model))
     torch_probabilities = predict_probabilities(model, to_device(validation, torch.device("cpu")))
 
     fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
@@ -264,6 +279,21 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
             "units": "target std" if data.schema.regression else "probability",
         },
         "edge": edge,
+        **(
+            {
+                "pruning": pruning_facts(
+                    hp=hp,
+                    widths_before=unpruned[0],
+                    widths_after=hidden_widths(model),
+                    unpruned=unpruned[1],
+                    pruned=fp32,
+                    latency_unpruned=unpruned[2],
+                    latency_pruned=graph_latency_ms(fp32_path, validation),
+                )
+            }
+            if unpruned is not None
+            else {}
+        ),
         "training": {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
