@@ -2,9 +2,9 @@
 model stays close to the unpruned one on the demo data, evaluation.json records the figures, bad settings are
 named, and the gate refuses a candidate whose pruning cost more than its threshold.
 
-`torch.nn.utils.prune` would only mask weights at full shape (PyTorch docs, torch.nn.utils.prune.l1_unstructured:
-"adds a named buffer called name+'_mask'" and keeps the original parameter as name+'_orig'), which is why these
-tests look at the initializer shapes of the exported graph, not at zeros.
+`torch.nn.utils.prune` would only mask weights at full shape (PyTorch docs, torch.nn.utils.prune.custom_from_mask:
+it adds a buffer name+'_mask' and keeps the original parameter as name+'_orig'), which is why these tests look at
+the initializer shapes of the exported graph, not at zeros.
 """
 
 from __future__ import annotations

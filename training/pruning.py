@@ -1,8 +1,9 @@
 """Structured pruning of hidden units: the layers really get narrower, so the exported graph does less work.
 
-`torch.nn.utils.prune` is no substitute: it keeps every weight tensor at its full shape and multiplies it by a
-0/1 mask ("Pruning a Module ... reparametrizes the parameter with `weight_orig` and a `weight_mask`", PyTorch
-docs, torch.nn.utils.prune / "Pruning Tutorial"), so the exported MatMuls have the same sizes and run no faster.
+`torch.nn.utils.prune` is no substitute: it keeps every weight tensor at its full shape, stores the original as
+`<name>_orig` and a 0/1 buffer `<name>_mask`, and multiplies them in a forward pre-hook (PyTorch docs,
+torch.nn.utils.prune.custom_from_mask and BasePruningMethod.apply / apply_mask), so the exported MatMuls keep
+their sizes and run no faster.
 Here each hidden `nn.Linear` of the model's body (training/model.py: Linear, ReLU, Dropout per layer; no
 BatchNorm or LayerNorm to shrink with it) is rebuilt with fewer output units, and the next Linear (or the head)
 with the matching input columns removed.
@@ -132,15 +133,15 @@ def finetune(model: TabularClassifier, data: TrainingData, hp: Hyperparameters, 
     return model.eval()
 
 
-def graph_latency_ms(path: Path, split: EncodedSplit) -> dict[str, Any]:
-    """Median milliseconds of one run of the graph on a fixed batch of LATENCY_BATCH rows, one thread."""
+def graph_latency_ms(path: Path, split: EncodedSplit, batch_rows: int = LATENCY_BATCH) -> dict[str, Any]:
+    """Median milliseconds of one run of the graph on a fixed batch of `batch_rows` rows, one thread."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    rows = np.arange(LATENCY_BATCH) % len(split)
+    rows = np.arange(batch_rows) % len(split)
     feed: dict[str, np.ndarray] = {NUMERIC_INPUT: np.ascontiguousarray(split.numeric[rows])}
     if CATEGORICAL_INPUT in {i.name for i in session.get_inputs()}:
         feed[CATEGORICAL_INPUT] = split.categorical[rows]
@@ -153,7 +154,7 @@ def graph_latency_ms(path: Path, split: EncodedSplit) -> dict[str, Any]:
         for _ in range(LATENCY_RUNS):
             session.run([output], feed)
         repeats.append((time.perf_counter() - started) * 1000 / LATENCY_RUNS)
-    return {"median_ms": statistics.median(repeats), "batch_rows": LATENCY_BATCH, "threads": 1}
+    return {"median_ms": statistics.median(repeats), "batch_rows": batch_rows, "threads": 1}
 
 
 def pruning_facts(
