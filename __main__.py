@@ -178,6 +178,7 @@ if settings.model.source == "train":
         opts=opts,
     )
     pulumi.export(outputs.TRAINING_JOB_NAME, training.training_job_name)
+    pulumi.export(outputs.EDGE_BUNDLE_URI, training.edge_bundle_uri)
     if settings.storage.promotion_reader_accounts and serving_image.repository_url is not None:
         # Cross-account promotion: the promoting accounts copy the serving image from here.
         RepositoryPullGrant(

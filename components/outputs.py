@@ -35,6 +35,7 @@ ENDPOINT_ROLLOUT_START_COUNT: Final = "endpointRolloutStartCount"
 MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 IMAGE_BUILDS: Final = "imageBuilds"
+EDGE_BUNDLE_URI: Final = "edgeBundleUri"
 
 # What each output means, with an example value shape; docs/reference.md's output table is generated from it.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
@@ -162,4 +163,11 @@ KUBERNETES_OUTPUTS: Final[dict[str, tuple[str, str]]] = {
 }
 
 # Only stacks that train export this one.
-TRAINING_OUTPUTS: Final = {TRAINING_JOB_NAME: ("training job that produced the model", "mlplatform-dev-train-3f9a...")}
+TRAINING_OUTPUTS: Final = {
+    TRAINING_JOB_NAME: ("training job that produced the model", "mlplatform-dev-train-3f9a..."),
+    EDGE_BUNDLE_URI: (
+        "S3 URI of the model's edge bundle (`edge.tar.gz`: int8 graph, manifest, score.py, SHA256SUMS; "
+        "docs/model-contract.md)",
+        "s3://mlplatform-dev-models-1a2b3c4/training/mlplatform-dev-train-3f9a.../output/model/edge.tar.gz",
+    ),
+}

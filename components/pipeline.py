@@ -149,6 +149,10 @@ def gate_arguments(lifecycle: LifecycleSettings) -> list[str]:
         str(lifecycle.max_r2_drop),
         "--min-r2",
         str(lifecycle.min_r2),
+        "--max-pruning-accuracy-drop",
+        str(lifecycle.max_pruning_accuracy_drop),
+        "--max-pruning-rmse-increase",
+        str(lifecycle.max_pruning_rmse_increase),
     ]
     if lifecycle.sensitive_attribute is not None:
         args += ["--sensitive-attribute", lifecycle.sensitive_attribute]

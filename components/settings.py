@@ -978,6 +978,10 @@ class LifecycleSettings(_Section):
     """Gate (regression models): the candidate's R2 may be at most this much below the champion's."""
     min_r2: Fraction = 0.0
     """Gate (regression models): the lowest R2 a candidate may have (0: no better than predicting the mean)."""
+    max_pruning_accuracy_drop: Fraction = 0.02
+    """Gate (pruned models): accuracy may be at most this much below the same model before pruning."""
+    max_pruning_rmse_increase: Fraction = 0.05
+    """Gate (pruned regression models): RMSE may exceed the unpruned model's by at most this fraction of it."""
     max_drift_distance: Fraction | None = None
     """Validation: drift distance allowed per feature against the champion (unset: the baseline constraints')."""
     champion_model_data_url: S3Uri | None = None

@@ -22,7 +22,7 @@ from components.training_check import model_prefix, training_check_hook
 
 # The training container's own metric regexes (torch-free module): one source for the log format and the job.
 from training.metrics import METRIC_DEFINITIONS, REGRESSION_METRIC_DEFINITIONS
-from training.model_files import BASELINE_CONSTRAINTS, BASELINE_STATISTICS  # docs/model-contract.md
+from training.model_files import BASELINE_CONSTRAINTS, BASELINE_STATISTICS, EDGE_ARCHIVE  # docs/model-contract.md
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 """Where the container writes checkpoints; SageMaker syncs it with the checkpoint S3 prefix (spot restarts)."""
@@ -176,6 +176,8 @@ class ModelTraining(pulumi.ComponentResource):
     """S3 URI of the baseline `statistics.json` the job wrote beside the model."""
     baseline_constraints_uri: pulumi.Output[str]
     """S3 URI of the baseline `constraints.json` the job wrote beside the model."""
+    edge_bundle_uri: pulumi.Output[str]
+    """S3 URI of the edge bundle `edge.tar.gz` the job wrote beside the model (training/edge.py)."""
     checkpoint_uri: pulumi.Output[str]
     """S3 prefix SageMaker syncs `/opt/ml/checkpoints` with."""
     role_arn: pulumi.Output[str]
@@ -371,12 +373,14 @@ class ModelTraining(pulumi.ComponentResource):
         )
         self.baseline_statistics_uri = pulumi.Output.concat(self.model_data_uri, BASELINE_STATISTICS)
         self.baseline_constraints_uri = pulumi.Output.concat(self.model_data_uri, BASELINE_CONSTRAINTS)
+        self.edge_bundle_uri = pulumi.Output.concat(self.model_data_uri, EDGE_ARCHIVE)
         self.register_outputs(
             {
                 "training_job_name": self.training_job_name,
                 "model_data_uri": self.model_data_uri,
                 "baseline_statistics_uri": self.baseline_statistics_uri,
                 "baseline_constraints_uri": self.baseline_constraints_uri,
+                "edge_bundle_uri": self.edge_bundle_uri,
                 "checkpoint_uri": self.checkpoint_uri,
                 "role_arn": self.role_arn,
             }

@@ -43,6 +43,7 @@ from monitoring.cli import main as monitor
 from serving.model import read_manifest
 from tests.serving_server_process import ServerProcess
 from training.__main__ import main as training
+from training.model_files import COMPLETE_MODEL_FILES
 
 NUMERIC = ["x1", "x2"]
 CATEGORICAL = ["colour", "size"]
@@ -170,6 +171,9 @@ def test_byo_model_is_packaged_served_and_monitored(library: str, tmp_path: Path
     assert read_manifest(out).feature_names == tuple(REQUEST_ORDER)
     for name in ("statistics.json", "constraints.json", "model_quality/constraints.json"):
         assert (out / "baseline" / name).is_file(), name
+    # Everything the stack's training check requires of a model directory (components/training_check.py),
+    # the edge bundle included.
+    assert [name for name in COMPLETE_MODEL_FILES if not (out / name).is_file()] == []
 
     validation = pd.read_csv(data / "validation" / "validation.csv", dtype={n: str for n in CATEGORICAL})
     evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))

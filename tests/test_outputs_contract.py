@@ -45,3 +45,10 @@ def test_prod_serves_what_dev_produced(prod_plan: Plan) -> None:
 def test_no_output_is_empty(any_plan: Plan) -> None:
     assert [k for k, v in any_plan.outputs.items() if v in (None, "", [], {})] == []
     assert isinstance(any_plan.outputs["endpointAutoscalingEnabled"], bool)
+
+
+def test_a_training_stack_exports_the_edge_bundle_beside_the_model_files(dev_plan: Plan) -> None:
+    """The job writes `edge.tar.gz` into /opt/ml/model (training/edge.py), which SageMaker uploads uncompressed
+    under the model data prefix (components/training.py `model_prefix`)."""
+    assert dev_plan.outputs["edgeBundleUri"] == dev_plan.outputs["modelDataUri"] + "edge.tar.gz"
+    assert dev_plan.outputs["edgeBundleUri"].startswith("s3://")

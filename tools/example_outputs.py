@@ -28,6 +28,7 @@ def dev_outputs(region: str = MOCK_REGION) -> dict[str, Any]:
         outputs.BASELINE_CONSTRAINTS_URI: (
             f"s3://mlplatform-dev-models-0a1b2c3/training/{job}/output/model/baseline/constraints.json"
         ),
+        outputs.EDGE_BUNDLE_URI: f"s3://mlplatform-dev-models-0a1b2c3/training/{job}/output/model/edge.tar.gz",
         outputs.SERVING_IMAGE: (
             f"{MOCK_ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/mlplatform-dev-serving@sha256:" + "5e" * 32
         ),

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import platform
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from monitoring import quality_metrics
 from monitoring.baseline import write_baseline
 from monitoring.quality import write_quality_baseline
 from training.data import FeatureSchema, TrainingData
+from training.edge import write_edge_bundle
 from training.errors import TrainingInputError
 from training.evaluation import classification_metrics, regression_metrics
 from training.hyperparameters import Hyperparameters
@@ -237,6 +239,7 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     import torch
 
     from training.export import export_onnx, onnx_probabilities, quantize_int8
+    from training.pruning import finetune, graph_latency_ms, hidden_widths, prune_model, pruning_facts
     from training.trainer import predict_probabilities, to_device
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +247,19 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
         raise RuntimeError("write_model_directory needs trained weights and the validation split")
     model = result.model.cpu().eval()
     validation = data.validation
+    unpruned: tuple[list[int], dict[str, float], dict[str, Any]] | None = None
+    if hp.prune_fraction > 0:
+        # The unpruned graph's figures first, measured the same way as the pruned one's below.
+        with tempfile.TemporaryDirectory() as scratch:
+            unpruned_path = Path(scratch) / FP32_FILE
+            export_onnx(model, data.schema, data.train, unpruned_path)
+            unpruned = (
+                hidden_widths(model),
+                score(onnx_probabilities(unpruned_path, validation), data),
+                graph_latency_ms(unpruned_path, validation),
+            )
+        model = finetune(prune_model(model, hp.prune_fraction), data, hp, hp.prune_finetune_epochs)
+        LOG.info("pruned hidden widths %s -> %s", unpruned[0], hidden_widths(model))
     torch_probabilities = predict_probabilities(model, to_device(validation, torch.device("cpu")))
 
     fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
@@ -262,6 +278,10 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     int8_probabilities = onnx_probabilities(int8_path, validation)
 
     fp32, int8 = (score(p, data) for p in (fp32_probabilities, int8_probabilities))
+    metrics = {f"val_{name}": value for name, value in fp32.items()}
+    manifest = build_manifest(data, hp, metrics)
+    edge = write_edge_bundle(out_dir, _finite(manifest))
+    edge["metric_delta_vs_fp32"] = {name: int8[name] - fp32[name] for name in fp32}
     evaluation = {
         "validation_rows": len(validation),
         "fp32": fp32,
@@ -273,6 +293,22 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
             "max_abs_diff_int8_vs_fp32": float(np.max(np.abs(int8_probabilities - fp32_probabilities))) / scale,
             "units": "target std" if data.schema.regression else "probability",
         },
+        "edge": edge,
+        **(
+            {
+                "pruning": pruning_facts(
+                    hp=hp,
+                    widths_before=unpruned[0],
+                    widths_after=hidden_widths(model),
+                    unpruned=unpruned[1],
+                    pruned=fp32,
+                    latency_unpruned=unpruned[2],
+                    latency_pruned=graph_latency_ms(fp32_path, validation),
+                )
+            }
+            if unpruned is not None
+            else {}
+        ),
         "training": {
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
@@ -294,6 +330,5 @@ def write_model_directory(data: TrainingData, hp: Hyperparameters, result: Train
     )
     if not (out_dir / BASELINE_DIR / "statistics.json").is_file():
         prepare_model_directory(data, out_dir)
-    metrics = {f"val_{name}": value for name, value in fp32.items()}
     # The manifest is written last: its presence says the directory is complete.
-    _write_json(out_dir / MANIFEST_FILE, build_manifest(data, hp, metrics))
+    _write_json(out_dir / MANIFEST_FILE, manifest)

@@ -13,6 +13,10 @@ as an RMSE, MAE and R2 delta); the gate then compares those with the champion: R
 fraction of the champion's (`max_rmse_increase`, `max_mae_increase`, relative, so one setting fits any target
 unit), R2 may fall by at most `max_r2_drop` and must reach `min_r2`. Fairness needs a classification model.
 
+A pruned candidate (training/pruning.py; evaluation.json `pruning`) is also held to what pruning cost it against
+the same model unpruned: accuracy may fall by at most `max_pruning_accuracy_drop` (regression: RMSE may grow by
+at most `max_pruning_rmse_increase` of the unpruned RMSE); the check records the measured graph speedup.
+
 `decide` turns that evaluation into the gate's decision under explicit thresholds (`GateThresholds`, from
 the stack's settings): the candidate passes when it is not worse than the champion beyond each tolerance,
 meets the absolute floors, and meets the fairness limits. Without a champion (the first model) only the
@@ -62,6 +66,11 @@ class GateThresholds:
     """Regression: the candidate's R2 may be at most this much below the champion's."""
     min_r2: float = 0.0
     """Regression: the lowest R2 a candidate may have (0: no better than predicting the mean)."""
+    max_pruning_accuracy_drop: float = 0.02
+    """A pruned candidate (evaluation.json `pruning`): its accuracy may be at most this much below the same model
+    before pruning."""
+    max_pruning_rmse_increase: float = 0.05
+    """A pruned regression candidate: its RMSE may exceed the unpruned model's by at most this fraction of it."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -226,6 +235,60 @@ def _metrics(model: ModelInputs, frame: pd.DataFrame) -> dict[str, Any]:
     return metrics
 
 
+def _pruning(model: ModelInputs) -> dict[str, Any] | None:
+    """What pruning cost the candidate, from the `pruning` section training wrote into its evaluation.json (the
+    unpruned model exists only there): accuracy drop, or for regression the relative RMSE increase, and the
+    measured speedup of the exported graph. None when the model was not pruned."""
+    path = model.directory / "evaluation.json"
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8")).get("pruning")
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise TrainingInputError(f"{path} is not a JSON object: {exc}") from None
+    if facts is None:
+        return None
+    try:
+        before, after = facts["unpruned"], facts["pruned"]
+        out: dict[str, Any] = {
+            "fraction": facts["fraction"],
+            "widths_before": facts["widths_before"],
+            "widths_after": facts["widths_after"],
+            "speedup": facts["latency"]["speedup"],
+        }
+        if model.regression:
+            rmse = float(before["rmse"])
+            out["rmse_increase"] = (float(after["rmse"]) - rmse) / rmse if rmse > 0 else math.inf
+        else:
+            out["accuracy_drop"] = float(before["accuracy"]) - float(after["accuracy"])
+        return out
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrainingInputError(f"{path}: malformed 'pruning' section ({exc!r}); see docs/model-contract.md") from None
+
+
+def _pruning_checks(candidate: Mapping[str, Any], thresholds: GateThresholds) -> list[dict[str, Any]]:
+    pruning = candidate.get("pruning")
+    if pruning is None:
+        return []
+    if "rmse_increase" in pruning:
+        value, limit = _number(pruning["rmse_increase"]), thresholds.max_pruning_rmse_increase
+        name, what = "pruning_rmse_increase", "RMSE increase (relative) from pruning"
+    else:
+        value, limit = _number(pruning["accuracy_drop"]), thresholds.max_pruning_accuracy_drop
+        name, what = "pruning_accuracy_drop", "accuracy drop from pruning"
+    return [
+        _check(
+            name,
+            value is not None and value <= limit + 1e-12,
+            value,
+            limit,
+            f"{what} {value if value is None else round(value, 4)} at fraction {pruning['fraction']} "
+            f"(widths {pruning['widths_before']} -> {pruning['widths_after']}, graph speedup "
+            f"{pruning['speedup']:.2f}x), allowed {limit}",
+        )
+    ]
+
+
 def fairness(
     predicted_positive: np.ndarray, actual_positive: np.ndarray, groups: pd.Series, attribute: str
 ) -> dict[str, Any]:
@@ -270,6 +333,9 @@ def evaluate_models(
     if candidate.int8 is not None:
         int8 = _scores(candidate, held_out, candidate.int8)
         result["candidate"]["int8_minus_fp32"] = {k: int8[k] - result["candidate"][k] for k in int8}
+    pruning = _pruning(candidate)
+    if pruning is not None:
+        result["candidate"]["pruning"] = pruning
     if champion_dir is not None:
         champion = read_model(champion_dir)
         if champion.regression != candidate.regression:
@@ -318,7 +384,8 @@ def decide(evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[st
     candidate = evaluation["candidate"]
     champion = evaluation.get("champion")
     if "rmse" in candidate:
-        return _record(_regression_checks(candidate, champion, thresholds), evaluation, thresholds)
+        checks = _regression_checks(candidate, champion, thresholds) + _pruning_checks(candidate, thresholds)
+        return _record(checks, evaluation, thresholds)
     checks: list[dict[str, Any]] = []
     auc, accuracy, loss = candidate.get("auc"), candidate.get("accuracy"), candidate.get("log_loss")
     for name, value in (("auc", auc), ("accuracy", accuracy), ("log_loss", loss)):
@@ -356,6 +423,7 @@ def decide(evaluation: Mapping[str, Any], thresholds: GateThresholds) -> dict[st
                     f"candidate {metric} {ours:.4f} vs champion {theirs:.4f}: worse by {worse:+.4f}, allowed {limit}",
                 )
             )
+    checks += _pruning_checks(candidate, thresholds)
     fair = evaluation.get("fairness")
     if fair is not None:
         for name, key, limit in (

@@ -83,6 +83,11 @@ class Hyperparameters:
     """How long one collective may wait for a peer during training before the job fails."""
     positive_label: str = ""
     """The positive class of a binary model in the model-quality baseline; empty = the second class (sorted)."""
+    prune_fraction: float = 0.0
+    """Share of each hidden layer's units removed after training (structured pruning, training/pruning.py);
+    0 = off, allowed [0, 1)."""
+    prune_finetune_epochs: int = 1
+    """Epochs of fine-tuning after pruning (0: none)."""
     sensitive_feature: str = ""
     """A feature whose groups the bias baseline compares (the stack passes mlplatform:monitorSensitiveAttribute);
     empty = no bias baseline."""
@@ -128,6 +133,17 @@ def _parse_float(key: str, raw: str, low: float, high: float, *, low_open: bool 
     too_low = value <= low if low_open else value < low
     if not math.isfinite(value) or too_low or value > high:
         raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is out of range; allowed: a number in {interval}")
+    return value
+
+
+def _parse_prune_fraction(key: str, raw: str) -> float:
+    allowed = "allowed: a number in [0, 1), 0 = no pruning"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is not a number; {allowed}") from None
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise TrainingInputError(f"hyperparameter {key!r}: {raw!r} is out of range; {allowed}")
     return value
 
 
@@ -209,6 +225,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "collective_timeout_seconds": lambda k, v: _parse_int(k, v, 5, 3_600),
     "positive_label": _parse_optional_name,
     "sensitive_feature": _parse_optional_name,
+    "prune_fraction": _parse_prune_fraction,
+    "prune_finetune_epochs": lambda k, v: _parse_int(k, v, 0, 1000),
 }
 
 

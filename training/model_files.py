@@ -18,6 +18,10 @@ INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "manifest.json"
 """Written last: its presence says the directory is complete."""
 EVALUATION_FILE = "evaluation.json"
+EDGE_DIR = "edge"
+"""The edge bundle's files (training/edge.py): graph, manifest, score.py, README.md, SHA256SUMS."""
+EDGE_ARCHIVE = "edge.tar.gz"
+"""The same bundle packed deterministically; the stack exports its URI as `edgeBundleUri`."""
 BASELINE_DIR = "baseline"
 BASELINE_STATISTICS = f"{BASELINE_DIR}/statistics.json"
 BASELINE_CONSTRAINTS = f"{BASELINE_DIR}/constraints.json"
@@ -35,5 +39,6 @@ COMPLETE_MODEL_FILES: tuple[str, ...] = (
     BASELINE_STATISTICS,
     BASELINE_CONSTRAINTS,
     QUALITY_BASELINE_CONSTRAINTS,
+    EDGE_ARCHIVE,
 )
 """A model directory serving and monitoring can use holds at least these."""

@@ -449,7 +449,6 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
             "tolerance": PARITY_TOLERANCE,
         },
     }
-    _write_json(out_dir / EVALUATION_FILE, evaluation)
     write_evaluation_baseline(fp32_probabilities, data, out_dir / "baseline")
 
     schema = data.schema
@@ -488,5 +487,12 @@ def package(model_path: Path, data_dir: Path, out_dir: Path, target: str = "labe
         )
     except ContractError as error:  # a bug here, not the user's: still say what the server would refuse
         raise PackageError(f"the packaged model would be refused by serving: {error}") from None
+    # The edge bundle (training/edge.py), as the trainer writes it: the stack's training check requires it.
+    from training.edge import write_edge_bundle
+
+    edge = write_edge_bundle(out_dir, manifest)
+    edge["metric_delta_vs_fp32"] = None if int8 is None else {name: int8[name] - fp32[name] for name in fp32}
+    evaluation["edge"] = edge
+    _write_json(out_dir / EVALUATION_FILE, evaluation)
     _write_json(out_dir / MANIFEST_FILE, manifest)  # last: its presence says the directory is complete
     return Packaged(out_dir, library, parity, unseen_parity, metrics)
