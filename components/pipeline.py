@@ -36,8 +36,10 @@ import pulumi_aws as aws
 
 from components.iam import service_trust_policy
 from components.settings import LifecycleSettings, TrainingSettings, has_local_nvme
+from components.tracking import logging_statements
 from components.training import CHECKPOINT_LOCAL_PATH, validate_hyperparameters
 from training.metrics import METRIC_DEFINITIONS
+from training.tracking import EXPERIMENT_ENV, RUN_ID_KEY, TRACKING_URI_ENV
 
 STEP_VALIDATE = "ValidateData"
 STEP_TRAIN = "Train"
@@ -71,6 +73,17 @@ def _run_uri(base: str, *rest: str) -> dict[str, Any]:
     return _join(base.rstrip("/"), _get("Execution.PipelineExecutionId"), *rest, on="/")
 
 
+def _gate_value(path: str) -> dict[str, Any]:
+    """A value of the Evaluate step's gate record (`Std:JsonGet` over its property file, as the sagemaker SDK's
+    workflow.functions.JsonGet.expr writes it)."""
+    return {
+        "Std:JsonGet": {
+            "PropertyFile": _get(f"Steps.{STEP_EVALUATE}.PropertyFiles.{GATE_PROPERTY_FILE}"),
+            "Path": path,
+        }
+    }
+
+
 def _s3_input(name: str, uri: Any, local: str) -> dict[str, Any]:
     return {
         "InputName": name,
@@ -96,11 +109,12 @@ def _processing(
     output_name: str,
     output_uri: Any,
     max_runtime_seconds: int,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     cluster: dict[str, Any] = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": VOLUME_SIZE_GB}
     if not has_local_nvme(instance_type):
         cluster["VolumeKmsKeyId"] = kms_key_arn
-    return {
+    job: dict[str, Any] = {
         "ProcessingResources": {"ClusterConfig": cluster},
         "AppSpecification": {"ImageUri": image, "ContainerArguments": arguments},
         "RoleArn": role_arn,
@@ -120,8 +134,12 @@ def _processing(
             ],
             "KmsKeyId": kms_key_arn,
         },
-        "NetworkConfig": {"EnableNetworkIsolation": True},
+        # Isolated unless the step reports to a tracking server (it then needs the network to reach it).
+        "NetworkConfig": {"EnableNetworkIsolation": not environment},
     }
+    if environment:
+        job["Environment"] = environment
+    return job
 
 
 def gate_arguments(lifecycle: LifecycleSettings) -> list[str]:
@@ -161,8 +179,14 @@ def training_pipeline_definition(
     training: TrainingSettings,
     lifecycle: LifecycleSettings,
     target: str = "label",
+    tracking_server_arn: str | None = None,
+    experiment_name: str | None = None,
 ) -> dict[str, Any]:
-    """The pipeline definition JSON document (as a dict) of one training run; see the module docstring."""
+    """The pipeline definition JSON document (as a dict) of one training run; see the module docstring.
+
+    With `tracking_server_arn`, the Evaluate step records the candidate's MLflow run there (experiment
+    `experiment_name`, run named after the training job) and Register copies the run id from the gate record
+    into the model package's customer metadata (`mlflow_run_id`)."""
     hyperparameters = validate_hyperparameters(training.hyperparameters)
     target = hyperparameters.get("target", target)
     train_uri = f"s3://{data_bucket}/{training.train_prefix}"
@@ -250,11 +274,16 @@ def training_pipeline_definition(
     evaluate_args = ["evaluate", "--ml-root", PROCESSING_ROOT, "--candidate", f"{PROCESSING_ROOT}/model"]
     evaluate_args += ["--champion", f"{PROCESSING_ROOT}/champion", "--optional-champion"]
     evaluate_args += ["--record", f"{PROCESSING_ROOT}/output/gate/gate.json", *gate_arguments(lifecycle)]
+    tracking_env: dict[str, str] | None = None
+    if tracking_server_arn is not None:
+        evaluate_args += ["--run-name", _get(f"Steps.{STEP_TRAIN}.TrainingJobName")]
+        tracking_env = {TRACKING_URI_ENV: tracking_server_arn, EXPERIMENT_ENV: experiment_name or "mlplatform"}
     evaluate_step = {
         "Name": STEP_EVALUATE,
         "Type": "Processing",
         "Arguments": _processing(
             **common,
+            environment=tracking_env,
             arguments=evaluate_args,
             inputs=[
                 _s3_input("model", model_prefix, f"{PROCESSING_ROOT}/model"),
@@ -321,6 +350,7 @@ def training_pipeline_definition(
                 "train_data": train_uri[:256],
                 "champion": champion,
                 "triggered_by": _get(f"Parameters.{PARAM_TRIGGER}"),
+                **({RUN_ID_KEY: _gate_value(RUN_ID_KEY)} if tracking_server_arn is not None else {}),
             },
         },
     }
@@ -340,12 +370,7 @@ def training_pipeline_definition(
             "Conditions": [
                 {
                     "Type": "Equals",
-                    "LeftValue": {
-                        "Std:JsonGet": {
-                            "PropertyFile": _get(f"Steps.{STEP_EVALUATE}.PropertyFiles.{GATE_PROPERTY_FILE}"),
-                            "Path": "decision",
-                        }
-                    },
+                    "LeftValue": _gate_value("decision"),
                     "RightValue": "pass",
                 }
             ],
@@ -433,9 +458,10 @@ def job_role_policy(
     data_prefixes: Sequence[str],
     kms_key_arn: str,
     repository_arn: str,
+    tracking_server_arn: str | None = None,
 ) -> str:
     """The steps' jobs: read the data prefixes and the champion, write under the pipeline's prefix, pull the
-    training image, write logs and metrics, use the project key."""
+    training image, write logs and metrics, use the project key; with a tracking server, record runs there."""
     s3 = f"arn:{partition}:s3:::"
     logs = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/sagemaker/*"
     return json.dumps(
@@ -493,6 +519,11 @@ def job_role_policy(
                     "Resource": kms_key_arn,
                     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
                 },
+                *(
+                    logging_statements(partition=partition, server_arn=tracking_server_arn, model_bucket=model_bucket)
+                    if tracking_server_arn is not None
+                    else []
+                ),
             ],
         }
     )
@@ -542,6 +573,8 @@ class TrainingPipelineArgs(TypedDict):
     """The drift-violations alarm whose ALARM state starts a run (with `retrain_on_drift` retrain)."""
     alarm_topic_arn: NotRequired[pulumi.Input[str]]
     """SNS topic notified when a run fails."""
+    tracking_server_arn: NotRequired[pulumi.Input[str]]
+    """MLflow tracking server (components/tracking.py) the Evaluate step records each run in; unset: none."""
 
 
 class TrainingPipeline(pulumi.ComponentResource):
@@ -591,6 +624,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             assume_role_policy=account.apply(lambda a: service_trust_policy("sagemaker.amazonaws.com", a)),
             opts=child,
         )
+        tracking_arn: pulumi.Input[str | None] = args.get("tracking_server_arn")
         job_policy = aws.iam.RolePolicy(
             f"{name}-job-policy",
             role=job_role.id,
@@ -601,6 +635,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                 args["model_bucket"],
                 args["kms_key_arn"],
                 repository_arn,
+                tracking_arn,
             ).apply(
                 lambda v: job_role_policy(
                     partition=v[0],
@@ -611,6 +646,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     data_prefixes=[training.train_prefix, training.validation_prefix],
                     kms_key_arn=v[4],
                     repository_arn=v[5],
+                    tracking_server_arn=v[6],
                 )
             ),
             opts=child,
@@ -644,6 +680,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             args["data_bucket"],
             args["model_bucket"],
             args["group_name"],
+            tracking_arn,
         ).apply(
             lambda v: json.dumps(
                 training_pipeline_definition(
@@ -656,6 +693,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                     group_name=v[6],
                     training=training,
                     lifecycle=lifecycle,
+                    tracking_server_arn=v[7],
+                    experiment_name=f"{name}-training",
                 ),
                 sort_keys=True,
             )

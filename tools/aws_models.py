@@ -994,6 +994,11 @@ MAPPINGS: dict[str, ResourceMapping] = {
         policies={"resourcePolicy": "resource"},
         tags=None,
     ),
+    # terraform-provider-aws internal/service/sagemaker/mlflow_tracking_server.go sends every argument to
+    # CreateMlflowTrackingServer under the same name.
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": ResourceMapping(
+        "sagemaker", "CreateMlflowTrackingServer"
+    ),
     "aws:sagemaker/pipeline:Pipeline": ResourceMapping(
         "sagemaker",
         "CreatePipeline",
