@@ -539,6 +539,19 @@ def drift_event_pattern(alarm_name: str) -> dict[str, Any]:
     }
 
 
+def new_data_event_pattern(bucket: str, train_prefix: str, marker: str) -> dict[str, Any]:
+    """S3's `Object Created` event (sent to EventBridge when the bucket's EventBridge notifications are on) for
+    an object named `marker` directly under the training prefix or in a folder below it. `wildcard` matches `*`
+    as any run of characters; a literal `*` of the prefix is escaped."""
+    prefix = train_prefix.replace("*", "\\*")
+    keys = [{"wildcard": f"{prefix}{marker}"}, {"wildcard": f"{prefix}*/{marker}"}]
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": keys}},
+    }
+
+
 def failed_run_pattern(pipeline_arn: str) -> dict[str, Any]:
     """SageMaker's "SageMaker Model Building Pipeline Execution Status Change" event of a failed run."""
     return {
@@ -719,7 +732,8 @@ class TrainingPipeline(pulumi.ComponentResource):
     ) -> None:
         lifecycle = args["lifecycle"]
         child = pulumi.ResourceOptions(parent=self)
-        starts_from_events = lifecycle.retrain_on_drift == "retrain"
+        starts_on_drift = lifecycle.retrain_on_drift == "retrain"
+        starts_from_events = starts_on_drift or lifecycle.retrain_on_new_data
         if lifecycle.schedule is None and not starts_from_events:
             # Started by hand or by CI only (docs/lifecycle.md): no role to start it.
             self._failure_notice(name, args, pipeline)
@@ -766,17 +780,22 @@ class TrainingPipeline(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
-        if starts_from_events:
+        if not starts_from_events:
+            self._failure_notice(name, args, pipeline)
+            return
+        events_role = aws.iam.Role(
+            f"{name}-events-role",
+            description=f"{name}: EventBridge starting the training pipeline (drift alarm, new data)",
+            assume_role_policy=account.apply(lambda a: service_trust_policy("events.amazonaws.com", a)),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(f"{name}-events-policy", role=events_role.id, policy=start_policy, opts=child)
+        if lifecycle.retrain_on_new_data:
+            self._new_data_trigger(name, args, pipeline, events_role, policy)
+        if starts_on_drift:
             alarm = args.get("drift_alarm_name")
             if not alarm:
                 raise ValueError("retrain_on_drift 'retrain' needs the drift alarm's name (drift_alarm_name)")
-            events_role = aws.iam.Role(
-                f"{name}-events-role",
-                description=f"{name}: EventBridge starting the training pipeline on a drift alarm",
-                assume_role_policy=account.apply(lambda a: service_trust_policy("events.amazonaws.com", a)),
-                opts=child,
-            )
-            policy = aws.iam.RolePolicy(f"{name}-events-policy", role=events_role.id, policy=start_policy, opts=child)
             rule = aws.cloudwatch.EventRule(
                 f"{name}-drift-rule",
                 description=f"Starts the training pipeline when {alarm} goes to ALARM",
@@ -796,6 +815,48 @@ class TrainingPipeline(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
         self._failure_notice(name, args, pipeline)
+
+    def _new_data_trigger(
+        self,
+        name: str,
+        args: TrainingPipelineArgs,
+        pipeline: aws.sagemaker.Pipeline,
+        events_role: aws.iam.Role,
+        policy: aws.iam.RolePolicy,
+    ) -> None:
+        """A run per marker object under the training prefix. S3 sends its events to EventBridge only with the
+        bucket's EventBridge notifications on; a bucket has one notification configuration, owned here."""
+        lifecycle, training = args["lifecycle"], args["training"]
+        notification = aws.s3.BucketNotification(
+            f"{name}-data-events",
+            bucket=args["data_bucket"],
+            eventbridge=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-new-data-rule",
+            description=f"Starts the training pipeline when {lifecycle.new_data_marker} lands under "
+            f"{training.train_prefix}",
+            event_pattern=pulumi.Output.from_input(args["data_bucket"]).apply(
+                lambda bucket: json.dumps(
+                    new_data_event_pattern(bucket, training.train_prefix, lifecycle.new_data_marker)
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[notification]),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-new-data-target",
+            rule=rule.name,
+            arn=pipeline.arn,
+            role_arn=events_role.arn,
+            sagemaker_pipeline_target={
+                "pipeline_parameter_lists": [
+                    {"name": PARAM_TRIGGER, "value": f"new-data:{training.train_prefix}"[:1024]}
+                ]
+            },
+            retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
 
     def _failure_notice(self, name: str, args: TrainingPipelineArgs, pipeline: aws.sagemaker.Pipeline) -> None:
         """A failed run (bad data, failed training, a rejected candidate) notifies the alarm topic."""
