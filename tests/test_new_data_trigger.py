@@ -29,7 +29,7 @@ from tools.validate import validate_plan
 ON = {"mlplatform:lifecycleEnabled": "true", "mlplatform:lifecycleRetrainOnNewData": "true"}
 
 
-def s3_object_created(bucket: str, key: str) -> dict[str, Any]:
+def s3_object_created(bucket: str, key: str) -> Any:  # moto types it as its EventMessageType TypedDict
     """An `Object Created` event as S3 sends it to EventBridge (the documented example's fields)."""
     return {
         "version": "0",
