@@ -1,8 +1,11 @@
 """`TrainingPipeline`: the model lifecycle as a SageMaker Pipeline: validate -> train -> evaluate -> gate -> register.
 
 The definition (`training_pipeline_definition`, pipeline definition schema version 2020-12-01) runs our
-training image four times, with the same commands `make local` runs (training/steps.py):
+training image five times, with the same commands `make local` runs (training/steps.py):
 
+0. `ResolveChampion` (Processing, with network): `python -m training champion` resolves the run's champion:
+   the ChampionModelDataUrl parameter when it is a prefix, else (`latest-approved`) the group's newest Approved
+   version (ListModelPackages, DescribeModelPackage), else the no-champion marker; writes `champion.json`.
 1. `ValidateData` (Processing): `python -m training validate` over the train and validation prefixes, against
    the champion's baseline; a violation fails the step and so the run, naming the file, row, column and check.
 2. `Train` (Training): the CreateTrainingJob request of components/training.py's job (spot with checkpoints,
@@ -13,9 +16,11 @@ training image four times, with the same commands `make local` runs (training/st
    CreateModelPackage request, `PendingManualApproval`, with the evaluation, the baseline and the lineage);
    else `GateFailed` (Fail), so a rejected candidate shows as a failed run.
 
-The champion is the pipeline parameter `ChampionModelDataUrl` (the S3 prefix of the approved model's files),
-defaulting to `mlplatform:lifecycleChampionModelDataUrl`, else to an empty marker prefix the stack writes: the
-steps read a champion folder without a manifest as "no approved model yet" (`--optional-champion`).
+The champion the later steps read is `model_data_url` of champion.json. The pipeline parameter
+`ChampionModelDataUrl` defaults to `mlplatform:lifecycleChampionModelDataUrl`, else to `latest-approved`, so a
+scheduled, drift- or data-started run compares against the model approved when it starts, not when the stack
+was deployed. With nothing approved it is an empty marker prefix the stack writes: the steps read a champion
+folder without a manifest as "no approved model yet" (`--optional-champion`).
 
 Written by hand, as components/monitoring.py's definitions are (the reasons are in its `pipeline_definition`):
 the `sagemaker` SDK would build the same JSON, but is too heavy for every preview. Step types, `Std:JsonGet`
@@ -38,9 +43,11 @@ from components.iam import service_trust_policy
 from components.settings import LifecycleSettings, TrainingSettings, has_local_nvme
 from components.tracking import logging_statements
 from components.training import CHECKPOINT_LOCAL_PATH, validate_hyperparameters
+from training.champion import CHAMPION_FILE, LATEST_APPROVED
 from training.metrics import METRIC_DEFINITIONS
 from training.tracking import EXPERIMENT_ENV, RUN_ID_KEY, TRACKING_URI_ENV
 
+STEP_CHAMPION = "ResolveChampion"
 STEP_VALIDATE = "ValidateData"
 STEP_TRAIN = "Train"
 STEP_EVALUATE = "Evaluate"
@@ -50,6 +57,7 @@ STEP_FAIL = "GateFailed"
 PARAM_CHAMPION = "ChampionModelDataUrl"
 PARAM_TRIGGER = "TriggeredBy"
 GATE_PROPERTY_FILE = "GateRecord"
+CHAMPION_PROPERTY_FILE = "ChampionRecord"
 PROCESSING_ROOT = "/opt/ml/processing"
 PIPELINE_PREFIX = "lifecycle/"
 """Key prefix in the model bucket for the pipeline's reports, trained models and checkpoints."""
@@ -104,12 +112,13 @@ def _processing(
     role_arn: str,
     instance_type: str,
     kms_key_arn: str,
-    arguments: list[str],
+    arguments: list[Any],
     inputs: list[dict[str, Any]],
     output_name: str,
     output_uri: Any,
     max_runtime_seconds: int,
     environment: dict[str, str] | None = None,
+    network: bool = False,
 ) -> dict[str, Any]:
     cluster: dict[str, Any] = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": VOLUME_SIZE_GB}
     if not has_local_nvme(instance_type):
@@ -134,8 +143,8 @@ def _processing(
             ],
             "KmsKeyId": kms_key_arn,
         },
-        # Isolated unless the step reports to a tracking server (it then needs the network to reach it).
-        "NetworkConfig": {"EnableNetworkIsolation": not environment},
+        # Isolated unless the step calls an AWS API (the champion lookup) or reports to a tracking server.
+        "NetworkConfig": {"EnableNetworkIsolation": not (network or environment)},
     }
     if environment:
         job["Environment"] = environment
@@ -181,6 +190,7 @@ def training_pipeline_definition(
     target: str = "label",
     tracking_server_arn: str | None = None,
     experiment_name: str | None = None,
+    region: str = "us-east-1",
 ) -> dict[str, Any]:
     """The pipeline definition JSON document (as a dict) of one training run; see the module docstring.
 
@@ -192,12 +202,6 @@ def training_pipeline_definition(
     train_uri = f"s3://{data_bucket}/{training.train_prefix}"
     validation_uri = f"s3://{data_bucket}/{training.validation_prefix}"
     base = f"s3://{model_bucket}/{PIPELINE_PREFIX}"
-    champion = _get(f"Parameters.{PARAM_CHAMPION}")
-    data_inputs = [
-        _s3_input("train", train_uri, f"{PROCESSING_ROOT}/input/data/train"),
-        _s3_input("validation", validation_uri, f"{PROCESSING_ROOT}/input/data/validation"),
-        _s3_input("champion", champion, f"{PROCESSING_ROOT}/champion"),
-    ]
     common = {
         "image": training_image,
         "role_arn": job_role_arn,
@@ -205,6 +209,46 @@ def training_pipeline_definition(
         "kms_key_arn": kms_key_arn,
         "max_runtime_seconds": 3600,
     }
+    # The champion is resolved when the run starts (training/champion.py): the pinned prefix, else the group's
+    # latest Approved version, else the no-champion marker; the later steps read it from the record.
+    champion_step = {
+        "Name": STEP_CHAMPION,
+        "Type": "Processing",
+        "Arguments": _processing(
+            **{**common, "max_runtime_seconds": 600},
+            arguments=[
+                "champion",
+                "--group",
+                group_name,
+                "--pinned",
+                _get(f"Parameters.{PARAM_CHAMPION}"),
+                "--no-champion",
+                f"s3://{model_bucket}/{NO_CHAMPION_PREFIX}",
+                "--region",
+                region,
+                "--record",
+                f"{PROCESSING_ROOT}/output/champion/{CHAMPION_FILE}",
+            ],
+            inputs=[],
+            output_name="champion",
+            output_uri=_run_uri(base, "champion"),
+            network=True,
+        ),
+        "PropertyFiles": [
+            {"PropertyFileName": CHAMPION_PROPERTY_FILE, "OutputName": "champion", "FilePath": CHAMPION_FILE}
+        ],
+    }
+    champion = {
+        "Std:JsonGet": {
+            "PropertyFile": _get(f"Steps.{STEP_CHAMPION}.PropertyFiles.{CHAMPION_PROPERTY_FILE}"),
+            "Path": "model_data_url",
+        }
+    }
+    data_inputs = [
+        _s3_input("train", train_uri, f"{PROCESSING_ROOT}/input/data/train"),
+        _s3_input("validation", validation_uri, f"{PROCESSING_ROOT}/input/data/validation"),
+        _s3_input("champion", champion, f"{PROCESSING_ROOT}/champion"),
+    ]
     validate_args = ["validate", "--ml-root", PROCESSING_ROOT, "--target", target, "--optional-champion"]
     validate_args += ["--baseline", f"{PROCESSING_ROOT}/champion/baseline"]
     validate_args += ["--report", f"{PROCESSING_ROOT}/output/validation/validation.json"]
@@ -378,7 +422,7 @@ def training_pipeline_definition(
             "ElseSteps": [fail_step],
         },
     }
-    champion_default = lifecycle.champion_model_data_url or f"s3://{model_bucket}/{NO_CHAMPION_PREFIX}"
+    champion_default = lifecycle.champion_model_data_url or LATEST_APPROVED
     return {
         "Version": "2020-12-01",
         "Metadata": {},
@@ -386,7 +430,7 @@ def training_pipeline_definition(
             {"Name": PARAM_CHAMPION, "Type": "String", "DefaultValue": champion_default},
             {"Name": PARAM_TRIGGER, "Type": "String", "DefaultValue": "manual"},
         ],
-        "Steps": [validate_step, train_step, evaluate_step, gate_step],
+        "Steps": [champion_step, validate_step, train_step, evaluate_step, gate_step],
     }
 
 
@@ -459,11 +503,28 @@ def job_role_policy(
     kms_key_arn: str,
     repository_arn: str,
     tracking_server_arn: str | None = None,
+    group_name: str | None = None,
 ) -> str:
     """The steps' jobs: read the data prefixes and the champion, write under the pipeline's prefix, pull the
     training image, write logs and metrics, use the project key; with a tracking server, record runs there."""
     s3 = f"arn:{partition}:s3:::"
     logs = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/sagemaker/*"
+    sagemaker = f"arn:{partition}:sagemaker:{region}:{account_id}"
+    champion_lookup = (
+        [
+            {
+                "Sid": "FindApprovedChampion",
+                "Effect": "Allow",
+                "Action": ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+                "Resource": [
+                    f"{sagemaker}:model-package-group/{group_name}",
+                    f"{sagemaker}:model-package/{group_name}/*",
+                ],
+            }
+        ]
+        if group_name is not None
+        else []
+    )
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -519,6 +580,7 @@ def job_role_policy(
                     "Resource": kms_key_arn,
                     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
                 },
+                *champion_lookup,
                 *(
                     logging_statements(partition=partition, server_arn=tracking_server_arn, model_bucket=model_bucket)
                     if tracking_server_arn is not None
@@ -649,6 +711,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                 args["kms_key_arn"],
                 repository_arn,
                 tracking_arn,
+                args["group_name"],
             ).apply(
                 lambda v: job_role_policy(
                     partition=v[0],
@@ -660,6 +723,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     kms_key_arn=v[4],
                     repository_arn=v[5],
                     tracking_server_arn=v[6],
+                    group_name=v[7],
                 )
             ),
             opts=child,
@@ -708,6 +772,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     lifecycle=lifecycle,
                     tracking_server_arn=v[7],
                     experiment_name=f"{name}-training",
+                    region=args["region"],
                 ),
                 sort_keys=True,
             )

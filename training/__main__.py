@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("training").setLevel(logging.INFO)
     args = _parser().parse_args(argv)
-    if args.command in ("validate", "evaluate"):
+    if args.command in ("validate", "evaluate", "champion"):
         from training.steps import run
 
         return run(args)

@@ -7,7 +7,10 @@
   `decision` from the record), 1 on an error. With `MLFLOW_TRACKING_URI` set it also records the candidate's
   experiment-tracking run (training/tracking.py) and writes the run id into the record.
 
-Both keep to the same folder contract locally and in a SageMaker processing job (`--ml-root` holds
+- `champion`: `training.champion` resolves the champion of a run (the pinned prefix, else the group's latest
+  Approved version) into `champion.json`; exit 1 when the approved version cannot be a champion.
+
+Validate and evaluate keep to the same folder contract locally and in a SageMaker processing job (`--ml-root` holds
 `input/data/<channel>/`; other folders are arguments), and both write their JSON atomically.
 """
 
@@ -64,6 +67,32 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         evaluate.add_argument(
             f"--{f.name.replace('_', '-')}", type=float, default=f.default, help=f"gate threshold (default {f.default})"
         )
+    add_champion_parser(sub)
+
+
+def add_champion_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    champion = sub.add_parser("champion", help="resolve the run's champion: pinned, else the latest approved version")
+    champion.add_argument("--group", required=True, help="the model package group")
+    champion.add_argument("--pinned", default="latest-approved", help="an S3 prefix, or latest-approved (default)")
+    champion.add_argument("--no-champion", required=True, help="the S3 prefix meaning 'no approved model yet'")
+    champion.add_argument("--region", help="AWS region of the group (default: the environment's)")
+    champion.add_argument("--record", type=Path, required=True, help="where to write champion.json")
+
+
+def champion_command(args: argparse.Namespace) -> int:
+    import boto3
+
+    from training.champion import resolve, write_champion
+
+    try:
+        client = boto3.client("sagemaker", region_name=args.region)
+        record = resolve(args.pinned, args.group, args.no_champion, client)
+    except TrainingInputError as exc:
+        LOG.error("champion: %s", exc)
+        return 1
+    write_champion(record, args.record)
+    LOG.info("champion: %s (%s)", record["model_data_url"], record["source"])
+    return 0
 
 
 def validate_command(args: argparse.Namespace) -> int:
@@ -120,4 +149,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "champion":
+        return champion_command(args)
     return validate_command(args) if args.command == "validate" else evaluate_command(args)
