@@ -395,7 +395,8 @@ if settings.lifecycle.enabled:
     if serves_sagemaker:
         pipeline_args["alarm_topic_arn"] = observability.topic_arn  # pyright: ignore[reportPossiblyUnboundVariable]  # serves_sagemaker made it
         pipeline_args["drift_alarm_name"] = alarm_name(endpoint_name, "drift-violations")
-    TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
+    training_pipeline = TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
+    pulumi.export(outputs.TRAINING_PIPELINE_NAME, training_pipeline.pipeline_name)
 # --- end of the model lifecycle ---------------------------------------------------------------------------
 
 # --- cost guard rails: the stack's budget alerts its alarm topic (or the alarm addresses without one) -------

@@ -35,6 +35,7 @@ ENDPOINT_ROLLOUT_START_COUNT: Final = "endpointRolloutStartCount"
 MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 IMAGE_BUILDS: Final = "imageBuilds"
+TRAINING_PIPELINE_NAME: Final = "trainingPipelineName"
 
 # What each output means, with an example value shape; docs/reference.md's output table is generated from it.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
@@ -163,3 +164,10 @@ KUBERNETES_OUTPUTS: Final[dict[str, tuple[str, str]]] = {
 
 # Only stacks that train export this one.
 TRAINING_OUTPUTS: Final = {TRAINING_JOB_NAME: ("training job that produced the model", "mlplatform-dev-train-3f9a...")}
+# Exported only with mlplatform:lifecycleEnabled true.
+LIFECYCLE_OUTPUTS: Final = {
+    TRAINING_PIPELINE_NAME: (
+        "SageMaker pipeline of the model lifecycle (`make train STACK=...` starts a run)",
+        "mlplatform-dev-lifecycle-training",
+    )
+}
