@@ -89,3 +89,58 @@ def test_gate_record_and_evaluation_documents_both_read() -> None:
         "log_loss": 0.3,
     }
     assert quality_figures({"fp32": {"auc": 0.7, "accuracy": True}}) == {"auc": 0.7, "accuracy": None, "log_loss": None}
+
+
+def test_sagemaker_source_reads_the_versions_model_quality_statistics() -> None:
+    """ListModelPackages -> DescribeModelPackage -> S3 GetObject of ModelMetrics.ModelQuality.Statistics.S3Uri,
+    through botocore's Stubber (requests and responses validated against the installed service models)."""
+    import datetime as dt
+    import io
+
+    import boto3
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from tools.model_diff import SageMakerMetrics
+
+    creds = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    sagemaker, s3 = boto3.client("sagemaker", **creds), boto3.client("s3", **creds)
+    arn = f"arn:aws:sagemaker:us-east-1:111122223333:model-package/{GROUP}/2"
+    when = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    summary = {
+        "ModelPackageGroupName": GROUP,
+        "ModelPackageVersion": 2,
+        "ModelPackageArn": arn,
+        "CreationTime": when,
+        "ModelPackageStatus": "Completed",
+        "ModelApprovalStatus": "Approved",
+    }
+    package = {
+        "ModelPackageName": GROUP,
+        "ModelPackageArn": arn,
+        "CreationTime": when,
+        "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": "s3://models/lifecycle/gate.json"}
+            }
+        },
+    }
+    body = json.dumps({"evaluation": {"candidate": {"auc": 0.93, "accuracy": 0.9, "log_loss": 0.25}}}).encode()
+    with Stubber(sagemaker) as sm, Stubber(s3) as store:
+        sm.add_response(
+            "list_model_packages",
+            {"ModelPackageSummaryList": [summary]},
+            {"ModelPackageGroupName": GROUP, "MaxResults": 100},
+        )
+        sm.add_response("describe_model_package", package, {"ModelPackageName": arn})
+        store.add_response(
+            "get_object",
+            {"Body": StreamingBody(io.BytesIO(body), len(body))},
+            {"Bucket": "models", "Key": "lifecycle/gate.json"},
+        )
+        figures, why = SageMakerMetrics(sagemaker, s3).metrics(ModelPin(GROUP, 2))
+    assert why is None
+    assert figures == {"auc": 0.93, "accuracy": 0.9, "log_loss": 0.25}
+    assert SageMakerMetrics(sagemaker, s3).metrics(ModelPin(GROUP, None))[0] == {}
