@@ -43,9 +43,7 @@ from components.iam import service_trust_policy
 from components.settings import LifecycleSettings, TrainingSettings, has_local_nvme
 from components.tracking import logging_statements
 from components.training import CHECKPOINT_LOCAL_PATH, validate_hyperparameters
-from training.champion import CHAMPION_FILE, LATEST_APPROVED
 from training.metrics import METRIC_DEFINITIONS
-from training.tracking import EXPERIMENT_ENV, RUN_ID_KEY, TRACKING_URI_ENV
 
 STEP_CHAMPION = "ResolveChampion"
 STEP_VALIDATE = "ValidateData"
@@ -58,6 +56,14 @@ PARAM_CHAMPION = "ChampionModelDataUrl"
 PARAM_TRIGGER = "TriggeredBy"
 GATE_PROPERTY_FILE = "GateRecord"
 CHAMPION_PROPERTY_FILE = "ChampionRecord"
+LATEST_APPROVED = "latest-approved"
+"""ChampionModelDataUrl's default without a pin (training.champion.LATEST_APPROVED; a test keeps them equal)."""
+CHAMPION_FILE = "champion.json"
+"""What the ResolveChampion step writes (training.champion.CHAMPION_FILE)."""
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+RUN_ID_KEY = "mlflow_run_id"
+"""training.tracking's names (the program may not import it: it imports mlflow); a test keeps them equal."""
 PROCESSING_ROOT = "/opt/ml/processing"
 PIPELINE_PREFIX = "lifecycle/"
 """Key prefix in the model bucket for the pipeline's reports, trained models and checkpoints."""

@@ -128,3 +128,11 @@ def test_champion_command_writes_the_record_the_pipeline_reads(tmp_path: Path, m
         )
         assert main([*argv, "--record", str(tmp_path / "bad.json")]) == 1
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_the_pipeline_uses_the_containers_champion_names() -> None:
+    """components/pipeline.py may not import training.champion (not a stdlib-only contract module)."""
+    from components import pipeline
+    from training import champion
+
+    assert (pipeline.LATEST_APPROVED, pipeline.CHAMPION_FILE) == (champion.LATEST_APPROVED, champion.CHAMPION_FILE)

@@ -176,3 +176,14 @@ def test_tracking_keys_are_documented() -> None:
     text = Path("Pulumi.yaml").read_text(encoding="utf-8")
     for key in ("lifecycleTracking", "lifecycleTrackingServerSize", "lifecycleTrackingMlflowVersion"):
         assert f"mlplatform:{key}:" in text
+
+
+def test_the_pipeline_uses_the_containers_tracking_names() -> None:
+    from components import pipeline
+    from training import tracking
+
+    assert (pipeline.TRACKING_URI_ENV, pipeline.EXPERIMENT_ENV, pipeline.RUN_ID_KEY) == (
+        tracking.TRACKING_URI_ENV,
+        tracking.EXPERIMENT_ENV,
+        tracking.RUN_ID_KEY,
+    )

@@ -1000,7 +1000,10 @@ MAPPINGS: dict[str, ResourceMapping] = {
         "s3",
         "PutBucketNotificationConfiguration",
         ignored={
-            "eventbridge": "a boolean the provider turns into NotificationConfiguration.EventBridgeConfiguration {}"
+            "eventbridge": "a boolean the provider turns into NotificationConfiguration.EventBridgeConfiguration {}",
+            "lambdaFunctions": "NotificationConfiguration's Lambda targets; the components set none",
+            "queues": "NotificationConfiguration's SQS targets; the components set none",
+            "topics": "NotificationConfiguration's SNS targets; the components set none",
         },
         provided={
             "NotificationConfiguration": "the provider builds it from eventbridge, queue, topic, lambda_function"
