@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint plan diff bench clean format checkov lock
+.PHONY: venv test lint plan diff bench clean format checkov lock train
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ plan: $(STAMP)
 .PHONY: local
 local: $(STAMP)
 	$(PY) -m tools.local $(if $(filter 1,$(CONTAINERS)),--containers) $(if $(TASK),--task $(TASK))
+
+# Start one run of the stack's training pipeline (needs the Pulumi CLI for the stack's outputs, and AWS access).
+train: $(STAMP)
+	$(PY) -m tools.train --stack $(STACK)
 
 # Offline plan diff of dev and prod between BASE (a git ref) and the working tree: build/plan/diff.md.
 BASE ?= origin/main

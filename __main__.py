@@ -30,6 +30,7 @@ from components.registry import ModelRegistry
 from components.registry_source import SageMakerReader
 from components.settings import load_from_pulumi
 from components.storage import ArtifactStore
+from components.tracking import ExperimentTracking
 from components.training import ModelTraining
 from training.instance_facts import hyperparameters_for
 
@@ -394,10 +395,18 @@ if settings.lifecycle.enabled:
         "training": settings.training,
         "lifecycle": settings.lifecycle,
     }
+    if settings.lifecycle.tracking:
+        tracking = ExperimentTracking(
+            f"{name}-tracking",
+            {"model_bucket": store.model_bucket, "kms_key_arn": store.kms_key_arn, "lifecycle": settings.lifecycle},
+            opts=opts,
+        )
+        pipeline_args["tracking_server_arn"] = tracking.server_arn
     if serves_sagemaker:
         pipeline_args["alarm_topic_arn"] = observability.topic_arn  # pyright: ignore[reportPossiblyUnboundVariable]  # serves_sagemaker made it
         pipeline_args["drift_alarm_name"] = alarm_name(endpoint_name, "drift-violations")
-    TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
+    training_pipeline = TrainingPipeline(f"{name}-lifecycle", pipeline_args, opts=opts)
+    pulumi.export(outputs.TRAINING_PIPELINE_NAME, training_pipeline.pipeline_name)
 # --- end of the model lifecycle ---------------------------------------------------------------------------
 
 # --- batch inference: Batch Transform of an input prefix with the served model (docs/serving.md) ------------

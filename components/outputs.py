@@ -36,6 +36,7 @@ MONITOR_SCHEDULE_NAME: Final = "monitorScheduleName"
 MONITOR_REPORTS_URI: Final = "monitorReportsUri"
 IMAGE_BUILDS: Final = "imageBuilds"
 EDGE_BUNDLE_URI: Final = "edgeBundleUri"
+TRAINING_PIPELINE_NAME: Final = "trainingPipelineName"
 
 # What each output means, with an example value shape; docs/reference.md's output table is generated from it.
 DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
@@ -170,4 +171,11 @@ TRAINING_OUTPUTS: Final = {
         "docs/model-contract.md)",
         "s3://mlplatform-dev-models-1a2b3c4/training/mlplatform-dev-train-3f9a.../output/model/edge.tar.gz",
     ),
+}
+# Exported only with mlplatform:lifecycleEnabled true.
+LIFECYCLE_OUTPUTS: Final = {
+    TRAINING_PIPELINE_NAME: (
+        "SageMaker pipeline of the model lifecycle (`make train STACK=...` starts a run)",
+        "mlplatform-dev-lifecycle-training",
+    )
 }

@@ -1,8 +1,11 @@
 """`TrainingPipeline`: the model lifecycle as a SageMaker Pipeline: validate -> train -> evaluate -> gate -> register.
 
 The definition (`training_pipeline_definition`, pipeline definition schema version 2020-12-01) runs our
-training image four times, with the same commands `make local` runs (training/steps.py):
+training image five times, with the same commands `make local` runs (training/steps.py):
 
+0. `ResolveChampion` (Processing, with network): `python -m training champion` resolves the run's champion:
+   the ChampionModelDataUrl parameter when it is a prefix, else (`latest-approved`) the group's newest Approved
+   version (ListModelPackages, DescribeModelPackage), else the no-champion marker; writes `champion.json`.
 1. `ValidateData` (Processing): `python -m training validate` over the train and validation prefixes, against
    the champion's baseline; a violation fails the step and so the run, naming the file, row, column and check.
 2. `Train` (Training): the CreateTrainingJob request of components/training.py's job (spot with checkpoints,
@@ -13,9 +16,11 @@ training image four times, with the same commands `make local` runs (training/st
    CreateModelPackage request, `PendingManualApproval`, with the evaluation, the baseline and the lineage);
    else `GateFailed` (Fail), so a rejected candidate shows as a failed run.
 
-The champion is the pipeline parameter `ChampionModelDataUrl` (the S3 prefix of the approved model's files),
-defaulting to `mlplatform:lifecycleChampionModelDataUrl`, else to an empty marker prefix the stack writes: the
-steps read a champion folder without a manifest as "no approved model yet" (`--optional-champion`).
+The champion the later steps read is `model_data_url` of champion.json. The pipeline parameter
+`ChampionModelDataUrl` defaults to `mlplatform:lifecycleChampionModelDataUrl`, else to `latest-approved`, so a
+scheduled, drift- or data-started run compares against the model approved when it starts, not when the stack
+was deployed. With nothing approved it is an empty marker prefix the stack writes: the steps read a champion
+folder without a manifest as "no approved model yet" (`--optional-champion`).
 
 Written by hand, as components/monitoring.py's definitions are (the reasons are in its `pipeline_definition`):
 the `sagemaker` SDK would build the same JSON, but is too heavy for every preview. Step types, `Std:JsonGet`
@@ -36,9 +41,11 @@ import pulumi_aws as aws
 
 from components.iam import service_trust_policy
 from components.settings import LifecycleSettings, TrainingSettings, has_local_nvme
+from components.tracking import logging_statements
 from components.training import CHECKPOINT_LOCAL_PATH, validate_hyperparameters
 from training.metrics import METRIC_DEFINITIONS
 
+STEP_CHAMPION = "ResolveChampion"
 STEP_VALIDATE = "ValidateData"
 STEP_TRAIN = "Train"
 STEP_EVALUATE = "Evaluate"
@@ -48,6 +55,15 @@ STEP_FAIL = "GateFailed"
 PARAM_CHAMPION = "ChampionModelDataUrl"
 PARAM_TRIGGER = "TriggeredBy"
 GATE_PROPERTY_FILE = "GateRecord"
+CHAMPION_PROPERTY_FILE = "ChampionRecord"
+LATEST_APPROVED = "latest-approved"
+"""ChampionModelDataUrl's default without a pin (training.champion.LATEST_APPROVED; a test keeps them equal)."""
+CHAMPION_FILE = "champion.json"
+"""What the ResolveChampion step writes (training.champion.CHAMPION_FILE)."""
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+RUN_ID_KEY = "mlflow_run_id"
+"""training.tracking's names (the program may not import it: it imports mlflow); a test keeps them equal."""
 PROCESSING_ROOT = "/opt/ml/processing"
 PIPELINE_PREFIX = "lifecycle/"
 """Key prefix in the model bucket for the pipeline's reports, trained models and checkpoints."""
@@ -71,6 +87,17 @@ def _run_uri(base: str, *rest: str) -> dict[str, Any]:
     return _join(base.rstrip("/"), _get("Execution.PipelineExecutionId"), *rest, on="/")
 
 
+def _gate_value(path: str) -> dict[str, Any]:
+    """A value of the Evaluate step's gate record (`Std:JsonGet` over its property file, as the sagemaker SDK's
+    workflow.functions.JsonGet.expr writes it)."""
+    return {
+        "Std:JsonGet": {
+            "PropertyFile": _get(f"Steps.{STEP_EVALUATE}.PropertyFiles.{GATE_PROPERTY_FILE}"),
+            "Path": path,
+        }
+    }
+
+
 def _s3_input(name: str, uri: Any, local: str) -> dict[str, Any]:
     return {
         "InputName": name,
@@ -91,16 +118,18 @@ def _processing(
     role_arn: str,
     instance_type: str,
     kms_key_arn: str,
-    arguments: list[str],
+    arguments: list[Any],
     inputs: list[dict[str, Any]],
     output_name: str,
     output_uri: Any,
     max_runtime_seconds: int,
+    environment: dict[str, str] | None = None,
+    network: bool = False,
 ) -> dict[str, Any]:
     cluster: dict[str, Any] = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": VOLUME_SIZE_GB}
     if not has_local_nvme(instance_type):
         cluster["VolumeKmsKeyId"] = kms_key_arn
-    return {
+    job: dict[str, Any] = {
         "ProcessingResources": {"ClusterConfig": cluster},
         "AppSpecification": {"ImageUri": image, "ContainerArguments": arguments},
         "RoleArn": role_arn,
@@ -120,8 +149,12 @@ def _processing(
             ],
             "KmsKeyId": kms_key_arn,
         },
-        "NetworkConfig": {"EnableNetworkIsolation": True},
+        # Isolated unless the step calls an AWS API (the champion lookup) or reports to a tracking server.
+        "NetworkConfig": {"EnableNetworkIsolation": not (network or environment)},
     }
+    if environment:
+        job["Environment"] = environment
+    return job
 
 
 def gate_arguments(lifecycle: LifecycleSettings) -> list[str]:
@@ -173,19 +206,20 @@ def training_pipeline_definition(
     training: TrainingSettings,
     lifecycle: LifecycleSettings,
     target: str = "label",
+    tracking_server_arn: str | None = None,
+    experiment_name: str | None = None,
+    region: str = "us-east-1",
 ) -> dict[str, Any]:
-    """The pipeline definition JSON document (as a dict) of one training run; see the module docstring."""
+    """The pipeline definition JSON document (as a dict) of one training run; see the module docstring.
+
+    With `tracking_server_arn`, the Evaluate step records the candidate's MLflow run there (experiment
+    `experiment_name`, run named after the training job) and Register copies the run id from the gate record
+    into the model package's customer metadata (`mlflow_run_id`)."""
     hyperparameters = validate_hyperparameters(training.hyperparameters)
     target = hyperparameters.get("target", target)
     train_uri = f"s3://{data_bucket}/{training.train_prefix}"
     validation_uri = f"s3://{data_bucket}/{training.validation_prefix}"
     base = f"s3://{model_bucket}/{PIPELINE_PREFIX}"
-    champion = _get(f"Parameters.{PARAM_CHAMPION}")
-    data_inputs = [
-        _s3_input("train", train_uri, f"{PROCESSING_ROOT}/input/data/train"),
-        _s3_input("validation", validation_uri, f"{PROCESSING_ROOT}/input/data/validation"),
-        _s3_input("champion", champion, f"{PROCESSING_ROOT}/champion"),
-    ]
     common = {
         "image": training_image,
         "role_arn": job_role_arn,
@@ -193,6 +227,46 @@ def training_pipeline_definition(
         "kms_key_arn": kms_key_arn,
         "max_runtime_seconds": 3600,
     }
+    # The champion is resolved when the run starts (training/champion.py): the pinned prefix, else the group's
+    # latest Approved version, else the no-champion marker; the later steps read it from the record.
+    champion_step = {
+        "Name": STEP_CHAMPION,
+        "Type": "Processing",
+        "Arguments": _processing(
+            **{**common, "max_runtime_seconds": 600},
+            arguments=[
+                "champion",
+                "--group",
+                group_name,
+                "--pinned",
+                _get(f"Parameters.{PARAM_CHAMPION}"),
+                "--no-champion",
+                f"s3://{model_bucket}/{NO_CHAMPION_PREFIX}",
+                "--region",
+                region,
+                "--record",
+                f"{PROCESSING_ROOT}/output/champion/{CHAMPION_FILE}",
+            ],
+            inputs=[],
+            output_name="champion",
+            output_uri=_run_uri(base, "champion"),
+            network=True,
+        ),
+        "PropertyFiles": [
+            {"PropertyFileName": CHAMPION_PROPERTY_FILE, "OutputName": "champion", "FilePath": CHAMPION_FILE}
+        ],
+    }
+    champion = {
+        "Std:JsonGet": {
+            "PropertyFile": _get(f"Steps.{STEP_CHAMPION}.PropertyFiles.{CHAMPION_PROPERTY_FILE}"),
+            "Path": "model_data_url",
+        }
+    }
+    data_inputs = [
+        _s3_input("train", train_uri, f"{PROCESSING_ROOT}/input/data/train"),
+        _s3_input("validation", validation_uri, f"{PROCESSING_ROOT}/input/data/validation"),
+        _s3_input("champion", champion, f"{PROCESSING_ROOT}/champion"),
+    ]
     validate_args = ["validate", "--ml-root", PROCESSING_ROOT, "--target", target, "--optional-champion"]
     validate_args += ["--baseline", f"{PROCESSING_ROOT}/champion/baseline"]
     validate_args += ["--report", f"{PROCESSING_ROOT}/output/validation/validation.json"]
@@ -262,11 +336,16 @@ def training_pipeline_definition(
     evaluate_args = ["evaluate", "--ml-root", PROCESSING_ROOT, "--candidate", f"{PROCESSING_ROOT}/model"]
     evaluate_args += ["--champion", f"{PROCESSING_ROOT}/champion", "--optional-champion"]
     evaluate_args += ["--record", f"{PROCESSING_ROOT}/output/gate/gate.json", *gate_arguments(lifecycle)]
+    tracking_env: dict[str, str] | None = None
+    if tracking_server_arn is not None:
+        evaluate_args += ["--run-name", _get(f"Steps.{STEP_TRAIN}.TrainingJobName")]
+        tracking_env = {TRACKING_URI_ENV: tracking_server_arn, EXPERIMENT_ENV: experiment_name or "mlplatform"}
     evaluate_step = {
         "Name": STEP_EVALUATE,
         "Type": "Processing",
         "Arguments": _processing(
             **common,
+            environment=tracking_env,
             arguments=evaluate_args,
             inputs=[
                 _s3_input("model", model_prefix, f"{PROCESSING_ROOT}/model"),
@@ -333,6 +412,7 @@ def training_pipeline_definition(
                 "train_data": train_uri[:256],
                 "champion": champion,
                 "triggered_by": _get(f"Parameters.{PARAM_TRIGGER}"),
+                **({RUN_ID_KEY: _gate_value(RUN_ID_KEY)} if tracking_server_arn is not None else {}),
             },
         },
     }
@@ -352,12 +432,7 @@ def training_pipeline_definition(
             "Conditions": [
                 {
                     "Type": "Equals",
-                    "LeftValue": {
-                        "Std:JsonGet": {
-                            "PropertyFile": _get(f"Steps.{STEP_EVALUATE}.PropertyFiles.{GATE_PROPERTY_FILE}"),
-                            "Path": "decision",
-                        }
-                    },
+                    "LeftValue": _gate_value("decision"),
                     "RightValue": "pass",
                 }
             ],
@@ -365,7 +440,7 @@ def training_pipeline_definition(
             "ElseSteps": [fail_step],
         },
     }
-    champion_default = lifecycle.champion_model_data_url or f"s3://{model_bucket}/{NO_CHAMPION_PREFIX}"
+    champion_default = lifecycle.champion_model_data_url or LATEST_APPROVED
     return {
         "Version": "2020-12-01",
         "Metadata": {},
@@ -373,7 +448,7 @@ def training_pipeline_definition(
             {"Name": PARAM_CHAMPION, "Type": "String", "DefaultValue": champion_default},
             {"Name": PARAM_TRIGGER, "Type": "String", "DefaultValue": "manual"},
         ],
-        "Steps": [validate_step, train_step, evaluate_step, gate_step],
+        "Steps": [champion_step, validate_step, train_step, evaluate_step, gate_step],
     }
 
 
@@ -445,11 +520,29 @@ def job_role_policy(
     data_prefixes: Sequence[str],
     kms_key_arn: str,
     repository_arn: str,
+    tracking_server_arn: str | None = None,
+    group_name: str | None = None,
 ) -> str:
     """The steps' jobs: read the data prefixes and the champion, write under the pipeline's prefix, pull the
-    training image, write logs and metrics, use the project key."""
+    training image, write logs and metrics, use the project key; with a tracking server, record runs there."""
     s3 = f"arn:{partition}:s3:::"
     logs = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/sagemaker/*"
+    sagemaker = f"arn:{partition}:sagemaker:{region}:{account_id}"
+    champion_lookup = (
+        [
+            {
+                "Sid": "FindApprovedChampion",
+                "Effect": "Allow",
+                "Action": ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+                "Resource": [
+                    f"{sagemaker}:model-package-group/{group_name}",
+                    f"{sagemaker}:model-package/{group_name}/*",
+                ],
+            }
+        ]
+        if group_name is not None
+        else []
+    )
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -505,6 +598,12 @@ def job_role_policy(
                     "Resource": kms_key_arn,
                     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
                 },
+                *champion_lookup,
+                *(
+                    logging_statements(partition=partition, server_arn=tracking_server_arn, model_bucket=model_bucket)
+                    if tracking_server_arn is not None
+                    else []
+                ),
             ],
         }
     )
@@ -517,6 +616,19 @@ def drift_event_pattern(alarm_name: str) -> dict[str, Any]:
         "source": ["aws.cloudwatch"],
         "detail-type": ["CloudWatch Alarm State Change"],
         "detail": {"alarmName": [alarm_name], "state": {"value": ["ALARM"]}},
+    }
+
+
+def new_data_event_pattern(bucket: str, train_prefix: str, marker: str) -> dict[str, Any]:
+    """S3's `Object Created` event (sent to EventBridge when the bucket's EventBridge notifications are on) for
+    an object named `marker` directly under the training prefix or in a folder below it. `wildcard` matches `*`
+    as any run of characters; a literal `*` of the prefix is escaped."""
+    prefix = train_prefix.replace("*", "\\*")
+    keys = [{"wildcard": f"{prefix}{marker}"}, {"wildcard": f"{prefix}*/{marker}"}]
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": keys}},
     }
 
 
@@ -554,6 +666,8 @@ class TrainingPipelineArgs(TypedDict):
     """The drift-violations alarm whose ALARM state starts a run (with `retrain_on_drift` retrain)."""
     alarm_topic_arn: NotRequired[pulumi.Input[str]]
     """SNS topic notified when a run fails."""
+    tracking_server_arn: NotRequired[pulumi.Input[str]]
+    """MLflow tracking server (components/tracking.py) the Evaluate step records each run in; unset: none."""
 
 
 class TrainingPipeline(pulumi.ComponentResource):
@@ -603,6 +717,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             assume_role_policy=account.apply(lambda a: service_trust_policy("sagemaker.amazonaws.com", a)),
             opts=child,
         )
+        tracking_arn: pulumi.Input[str | None] = args.get("tracking_server_arn")
         job_policy = aws.iam.RolePolicy(
             f"{name}-job-policy",
             role=job_role.id,
@@ -613,6 +728,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                 args["model_bucket"],
                 args["kms_key_arn"],
                 repository_arn,
+                tracking_arn,
+                args["group_name"],
             ).apply(
                 lambda v: job_role_policy(
                     partition=v[0],
@@ -623,6 +740,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                     data_prefixes=[training.train_prefix, training.validation_prefix],
                     kms_key_arn=v[4],
                     repository_arn=v[5],
+                    tracking_server_arn=v[6],
+                    group_name=v[7],
                 )
             ),
             opts=child,
@@ -656,6 +775,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             args["data_bucket"],
             args["model_bucket"],
             args["group_name"],
+            tracking_arn,
         ).apply(
             lambda v: json.dumps(
                 training_pipeline_definition(
@@ -668,6 +788,9 @@ class TrainingPipeline(pulumi.ComponentResource):
                     group_name=v[6],
                     training=training,
                     lifecycle=lifecycle,
+                    tracking_server_arn=v[7],
+                    experiment_name=f"{name}-training",
+                    region=args["region"],
                 ),
                 sort_keys=True,
             )
@@ -692,7 +815,8 @@ class TrainingPipeline(pulumi.ComponentResource):
     ) -> None:
         lifecycle = args["lifecycle"]
         child = pulumi.ResourceOptions(parent=self)
-        starts_from_events = lifecycle.retrain_on_drift == "retrain"
+        starts_on_drift = lifecycle.retrain_on_drift == "retrain"
+        starts_from_events = starts_on_drift or lifecycle.retrain_on_new_data
         if lifecycle.schedule is None and not starts_from_events:
             # Started by hand or by CI only (docs/lifecycle.md): no role to start it.
             self._failure_notice(name, args, pipeline)
@@ -739,17 +863,22 @@ class TrainingPipeline(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
-        if starts_from_events:
+        if not starts_from_events:
+            self._failure_notice(name, args, pipeline)
+            return
+        events_role = aws.iam.Role(
+            f"{name}-events-role",
+            description=f"{name}: EventBridge starting the training pipeline (drift alarm, new data)",
+            assume_role_policy=account.apply(lambda a: service_trust_policy("events.amazonaws.com", a)),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(f"{name}-events-policy", role=events_role.id, policy=start_policy, opts=child)
+        if lifecycle.retrain_on_new_data:
+            self._new_data_trigger(name, args, pipeline, events_role, policy)
+        if starts_on_drift:
             alarm = args.get("drift_alarm_name")
             if not alarm:
                 raise ValueError("retrain_on_drift 'retrain' needs the drift alarm's name (drift_alarm_name)")
-            events_role = aws.iam.Role(
-                f"{name}-events-role",
-                description=f"{name}: EventBridge starting the training pipeline on a drift alarm",
-                assume_role_policy=account.apply(lambda a: service_trust_policy("events.amazonaws.com", a)),
-                opts=child,
-            )
-            policy = aws.iam.RolePolicy(f"{name}-events-policy", role=events_role.id, policy=start_policy, opts=child)
             rule = aws.cloudwatch.EventRule(
                 f"{name}-drift-rule",
                 description=f"Starts the training pipeline when {alarm} goes to ALARM",
@@ -769,6 +898,48 @@ class TrainingPipeline(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
         self._failure_notice(name, args, pipeline)
+
+    def _new_data_trigger(
+        self,
+        name: str,
+        args: TrainingPipelineArgs,
+        pipeline: aws.sagemaker.Pipeline,
+        events_role: aws.iam.Role,
+        policy: aws.iam.RolePolicy,
+    ) -> None:
+        """A run per marker object under the training prefix. S3 sends its events to EventBridge only with the
+        bucket's EventBridge notifications on; a bucket has one notification configuration, owned here."""
+        lifecycle, training = args["lifecycle"], args["training"]
+        notification = aws.s3.BucketNotification(
+            f"{name}-data-events",
+            bucket=args["data_bucket"],
+            eventbridge=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-new-data-rule",
+            description=f"Starts the training pipeline when {lifecycle.new_data_marker} lands under "
+            f"{training.train_prefix}",
+            event_pattern=pulumi.Output.from_input(args["data_bucket"]).apply(
+                lambda bucket: json.dumps(
+                    new_data_event_pattern(bucket, training.train_prefix, lifecycle.new_data_marker)
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[notification]),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-new-data-target",
+            rule=rule.name,
+            arn=pipeline.arn,
+            role_arn=events_role.arn,
+            sagemaker_pipeline_target={
+                "pipeline_parameter_lists": [
+                    {"name": PARAM_TRIGGER, "value": f"new-data:{training.train_prefix}"[:1024]}
+                ]
+            },
+            retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
 
     def _failure_notice(self, name: str, args: TrainingPipelineArgs, pipeline: aws.sagemaker.Pipeline) -> None:
         """A failed run (bad data, failed training, a rejected candidate) notifies the alarm topic."""

@@ -993,6 +993,27 @@ class LifecycleSettings(_Section):
     pipeline, whose alarm it is); `off`: the alarm only notifies."""
     registry_reader_accounts: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(default_factory=list)
     """AWS accounts (a prod account) allowed to read and deploy this stack's model package versions."""
+    retrain_on_new_data: bool = False
+    """Start a run when new training data is complete: an object named mlplatform:lifecycleNewDataMarker created
+    under mlplatform:trainingTrainPrefix of the data bucket (S3 -> EventBridge). Turns on the data bucket's
+    EventBridge notifications."""
+    new_data_marker: Annotated[str, Field(pattern=r"^\.[A-Za-z0-9._-]{1,63}$")] = ".ready"
+    """Name of the object that marks an upload complete (one run per marker, not per data file). It starts with
+    `.` because the training and validate steps skip dot-files in a channel."""
+    tracking: bool = False
+    """Experiment tracking: a SageMaker managed MLflow tracking server; each pipeline run's Evaluate step records
+    the candidate's parameters, per-epoch metrics, evaluation and files there, and the model package keeps the
+    run id (needs mlplatform:lifecycleEnabled; a server is billed by the hour while it runs)."""
+    tracking_server_size: Literal["Small", "Medium", "Large"] = "Small"
+    """Size of the MLflow tracking server (CreateMlflowTrackingServer's TrackingServerSize)."""
+    tracking_mlflow_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")] | None = None
+    """MLflow version of the tracking server, e.g. `3.0` (unset: SageMaker's default); the training image's client
+    is mlflow-skinny 3.x."""
+    tracking_maintenance_window: (
+        Annotated[str, Field(pattern=r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):([01][0-9]|2[0-3]):[0-5][0-9]$")] | None
+    ) = None
+    """Weekly maintenance window start of the tracking server, `Day:HH:MM` in UTC, e.g. `Tue:03:30` (unset: AWS
+    picks one)."""
 
     @model_validator(mode="after")
     def _rules(self) -> LifecycleSettings:
@@ -1125,6 +1146,16 @@ class StackSettings(BaseModel):
         if self.lifecycle.enabled and self.images.training is None and not self.images.build:
             errors.append(
                 "mlplatform:lifecycleEnabled needs a training image: build images or set mlplatform:imagesTraining"
+            )
+        if self.lifecycle.retrain_on_new_data and not self.lifecycle.enabled:
+            errors.append(
+                "mlplatform:lifecycleRetrainOnNewData true starts the training pipeline: set "
+                "mlplatform:lifecycleEnabled true too, or mlplatform:lifecycleRetrainOnNewData false"
+            )
+        if self.lifecycle.tracking and not self.lifecycle.enabled:
+            errors.append(
+                "mlplatform:lifecycleTracking true records the training pipeline's runs: set "
+                "mlplatform:lifecycleEnabled true too, or mlplatform:lifecycleTracking false"
             )
         if self.lifecycle.retrain_on_drift == "retrain" and (
             not self.lifecycle.enabled or self.monitoring.backend != "pipeline"

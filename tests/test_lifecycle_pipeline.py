@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 
 from components.pipeline import (
+    CHAMPION_PROPERTY_FILE,
     GATE_PROPERTY_FILE,
     PARAM_CHAMPION,
     PARAM_TRIGGER,
+    STEP_CHAMPION,
     STEP_EVALUATE,
     STEP_GATE,
     STEP_REGISTER,
@@ -104,7 +106,13 @@ def test_a_bad_register_step_is_caught_inside_the_condition_branch(lifecycle_pla
 
 def test_steps_run_validate_train_evaluate_then_gate_registers_or_fails(lifecycle_plan: Plan) -> None:
     definition = _definition(lifecycle_plan)
-    assert [s["Name"] for s in definition["Steps"]] == [STEP_VALIDATE, STEP_TRAIN, STEP_EVALUATE, STEP_GATE]
+    assert [s["Name"] for s in definition["Steps"]] == [
+        STEP_CHAMPION,
+        STEP_VALIDATE,
+        STEP_TRAIN,
+        STEP_EVALUATE,
+        STEP_GATE,
+    ]
     steps = _steps(definition)
     assert steps[STEP_TRAIN]["DependsOn"] == [STEP_VALIDATE]
     evaluate_inputs = steps[STEP_EVALUATE]["Arguments"]["ProcessingInputs"]
@@ -217,11 +225,41 @@ def test_model_package_group_is_identified_by_its_name_and_readable_by_the_prod_
     assert "sagemaker:CreateModelPackage" not in statement["Action"]
 
 
-def test_no_champion_default_is_a_marker_the_stack_writes(lifecycle_plan: Plan) -> None:
-    (champion,) = [p for p in _definition(lifecycle_plan)["Parameters"] if p["Name"] == PARAM_CHAMPION]
+def test_champion_is_resolved_when_the_run_starts_and_read_by_the_later_steps(lifecycle_plan: Plan) -> None:
+    """The default is `latest-approved`, so a scheduled or event-started run looks up the approved version then;
+    the no-champion marker the stack writes is what the lookup falls back to; a pin stays a pin."""
+    from training.__main__ import _parser
+
+    definition = _definition(lifecycle_plan)
+    (champion,) = [p for p in definition["Parameters"] if p["Name"] == PARAM_CHAMPION]
+    assert champion["DefaultValue"] == "latest-approved"
+    steps = _steps(definition)
+    resolve = steps[STEP_CHAMPION]["Arguments"]
+    args = resolve["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--pinned") + 1] == {"Get": f"Parameters.{PARAM_CHAMPION}"}
     marker = lifecycle_plan.named("mlplatform-dev-lifecycle-no-champion")["inputs"]
-    bucket = marker["bucket"]
-    assert champion["DefaultValue"] == f"s3://{bucket}/{marker['key'].rsplit('/', 1)[0]}/"
+    assert args[args.index("--no-champion") + 1] == f"s3://{marker['bucket']}/{marker['key'].rsplit('/', 1)[0]}/"
+    group = lifecycle_plan.one(LIFECYCLE_TYPES[0])["inputs"]["modelPackageGroupName"]
+    assert args[args.index("--group") + 1] == group
+    parsed = _parser().parse_args([a if isinstance(a, str) else "latest-approved" for a in args])
+    (output,) = resolve["ProcessingOutputConfig"]["Outputs"]
+    (prop,) = steps[STEP_CHAMPION]["PropertyFiles"]
+    assert str(parsed.record) == f"{output['S3Output']['LocalPath']}/{prop['FilePath']}"
+    assert resolve["NetworkConfig"] == {"EnableNetworkIsolation": False}  # it calls the SageMaker API
+    resolved = {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": f"Steps.{STEP_CHAMPION}.PropertyFiles.{CHAMPION_PROPERTY_FILE}"},
+            "Path": "model_data_url",  # the key training/champion.py writes
+        }
+    }
+    for step in (STEP_VALIDATE, STEP_EVALUATE):
+        inputs = {i["InputName"]: i for i in steps[step]["Arguments"]["ProcessingInputs"]}
+        assert inputs["champion"]["S3Input"]["S3Uri"] == resolved
+        assert steps[step]["Arguments"]["NetworkConfig"] == {"EnableNetworkIsolation": True}
+    policy = json.loads(lifecycle_plan.named("mlplatform-dev-lifecycle-job-policy")["inputs"]["policy"])
+    lookup = next(s for s in policy["Statement"] if s["Sid"] == "FindApprovedChampion")
+    assert set(lookup["Action"]) == {"sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"}
+    assert lookup["Resource"][0].endswith(f":model-package-group/{group}")
     pinned = plan_with("dev", {**ENABLED, "mlplatform:lifecycleChampionModelDataUrl": "s3://models/approved/v3/"})
     (champion,) = [p for p in _definition(pinned)["Parameters"] if p["Name"] == PARAM_CHAMPION]
     assert champion["DefaultValue"] == "s3://models/approved/v3/"

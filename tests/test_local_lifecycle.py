@@ -91,6 +91,7 @@ def test_first_run_validates_gates_without_champion_and_registers_pending(lifecy
         "group": "mlplatform-local",
         "version": 1,
         "status": "PendingManualApproval",
+        "mlflow_run_id": lc["gate"]["mlflow_run_id"],
         "approve": "python -m tools.local.registry approve --version 1",
     }
     record = json.loads((lifecycle.out / "registry" / "mlplatform-local" / "1" / "package.json").read_text())
@@ -98,6 +99,29 @@ def test_first_run_validates_gates_without_champion_and_registers_pending(lifecy
     manifest = json.loads((lifecycle.out / "ml" / "model" / "manifest.json").read_text())
     assert record["CustomerMetadataProperties"]["data_fingerprint"] == manifest["data_fingerprint"]
     assert "gate     pass" in lifecycle.stdout
+
+
+def test_evaluate_records_an_mlflow_run_that_the_package_and_report_name(
+    lifecycle: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local MLflow file store (mlflow's FileStore, read back with MlflowClient) holds the candidate's run;
+    the registry's package keeps its id in CustomerMetadataProperties, as the pipeline's Register step does."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 refuses a file store without it
+    run_id = lifecycle.summary["lifecycle"]["gate"]["mlflow_run_id"]
+    assert run_id and run_id != "none"
+    record = json.loads((lifecycle.out / "registry" / "mlplatform-local" / "1" / "package.json").read_text())
+    assert record["CustomerMetadataProperties"]["mlflow_run_id"] == run_id
+    run = MlflowClient(tracking_uri=(lifecycle.out / "mlruns").as_uri()).get_run(run_id)
+    assert run.info.run_name == "make-local"
+    assert run.data.params["epochs"] == str(EPOCHS)
+    assert run.data.tags["mlplatform.gate_decision"] == "pass"
+    assert run.data.metrics["gate_candidate_auc"] == pytest.approx(
+        lifecycle.summary["lifecycle"]["gate"]["candidate"]["auc"]
+    )
+    assert f"MLflow run <code>{run_id}</code>" in (lifecycle.out / "report.html").read_text()
+    assert f"MLflow run {run_id}" in lifecycle.stdout
 
 
 def test_approved_version_is_the_next_runs_champion(lifecycle: Run, tmp_path: Path) -> None:

@@ -34,6 +34,15 @@ def test_both_targets_export_both_contracts(replan: Any) -> None:
     assert set(plan.outputs) == set(DESCRIPTIONS) | set(KUBERNETES_OUTPUTS) - {KUBERNETES_CANARY_IMAGE}
 
 
+def test_lifecycle_exports_the_training_pipeline_name() -> None:
+    from components.outputs import LIFECYCLE_OUTPUTS, TRAINING_PIPELINE_NAME
+    from tests.conftest import plan_with
+
+    plan = plan_with("prod", {"mlplatform:lifecycleEnabled": "true"})
+    assert set(plan.outputs) == set(DESCRIPTIONS) | set(LIFECYCLE_OUTPUTS)
+    assert plan.outputs[TRAINING_PIPELINE_NAME] == "mlplatform-prod-lifecycle-training"
+
+
 def test_prod_serves_what_dev_produced(prod_plan: Plan) -> None:
     from tools.example_outputs import dev_outputs
 

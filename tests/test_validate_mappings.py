@@ -194,6 +194,13 @@ EXAMPLES: dict[str, Example] = {
         "versioningConfiguration.status",
         "one of Enabled, Suspended",
     ),
+    # terraform-provider-aws internal/service/s3/bucket_notification.go: PutBucketNotificationConfiguration.
+    "aws:s3/bucketNotification:BucketNotification": (
+        {"bucket": BUCKET, "eventbridge": True},
+        _set("bucket", "Not_A_Bucket!"),
+        "bucket",
+        "S3 bucket name",
+    ),
     "aws:s3/bucketObjectv2:BucketObjectv2": (
         {
             "bucket": BUCKET,
@@ -662,6 +669,20 @@ EXAMPLES: dict[str, Example] = {
         },
         _set("modelPackageGroupName", "mlplatform dev"),
         "modelPackageGroupName",
+        "matching",
+    ),
+    # terraform-provider-aws internal/service/sagemaker/mlflow_tracking_server.go: every argument goes to
+    # CreateMlflowTrackingServer under its own name.
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": (
+        {
+            "trackingServerName": "mlplatform-dev-tracking",
+            "artifactStoreUri": f"s3://{BUCKET}/mlflow/",
+            "roleArn": ROLE_ARN,
+            "trackingServerSize": "Small",
+            "automaticModelRegistration": False,
+        },
+        _set("trackingServerName", "mlplatform_dev_tracking"),
+        "trackingServerName",
         "matching",
     ),
     "aws:sagemaker/pipeline:Pipeline": (

@@ -994,6 +994,27 @@ MAPPINGS: dict[str, ResourceMapping] = {
         policies={"resourcePolicy": "resource"},
         tags=None,
     ),
+    # terraform-provider-aws internal/service/s3/bucket_notification.go: PutBucketNotificationConfiguration with
+    # the whole configuration; `eventbridge = true` becomes an empty EventBridgeConfiguration structure.
+    "aws:s3/bucketNotification:BucketNotification": ResourceMapping(
+        "s3",
+        "PutBucketNotificationConfiguration",
+        ignored={
+            "eventbridge": "a boolean the provider turns into NotificationConfiguration.EventBridgeConfiguration {}",
+            "lambdaFunctions": "NotificationConfiguration's Lambda targets; the components set none",
+            "queues": "NotificationConfiguration's SQS targets; the components set none",
+            "topics": "NotificationConfiguration's SNS targets; the components set none",
+        },
+        provided={
+            "NotificationConfiguration": "the provider builds it from eventbridge, queue, topic, lambda_function"
+        },
+        tags=None,
+    ),
+    # terraform-provider-aws internal/service/sagemaker/mlflow_tracking_server.go sends every argument to
+    # CreateMlflowTrackingServer under the same name.
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": ResourceMapping(
+        "sagemaker", "CreateMlflowTrackingServer"
+    ),
     "aws:sagemaker/pipeline:Pipeline": ResourceMapping(
         "sagemaker",
         "CreatePipeline",

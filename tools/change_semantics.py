@@ -71,6 +71,10 @@ TABLE: dict[str, TypeSemantics] = {
     ),
     "aws:sagemaker/monitoringSchedule:MonitoringSchedule": TypeSemantics(replace_on=("name",)),
     "aws:sagemaker/pipeline:Pipeline": TypeSemantics(replace_on=("pipelineName",)),
+    # ForceNew in terraform-provider-aws mlflow_tracking_server.go: the name, the role and the MLflow version.
+    "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": TypeSemantics(
+        replace_on=("trackingServerName", "roleArn", "mlflowVersion")
+    ),
     "docker-build:index:Image": TypeSemantics(
         replace_on=("*",), replace_effect=Effect.NEW_IMAGE, dependency_effect=Effect.NEW_IMAGE
     ),

@@ -158,7 +158,13 @@ def reference_markdown() -> str:
 
 
 def outputs_markdown() -> str:
-    from components.outputs import DESCRIPTIONS, KUBERNETES_OUTPUTS, SAGEMAKER_OUTPUTS, TRAINING_OUTPUTS
+    from components.outputs import (
+        DESCRIPTIONS,
+        KUBERNETES_OUTPUTS,
+        LIFECYCLE_OUTPUTS,
+        SAGEMAKER_OUTPUTS,
+        TRAINING_OUTPUTS,
+    )
 
     def exported_when(name: str) -> str:
         if name in SAGEMAKER_OUTPUTS:
@@ -167,9 +173,11 @@ def outputs_markdown() -> str:
             return "Kubernetes target"
         if name in TRAINING_OUTPUTS:
             return "model source `train`"
+        if name in LIFECYCLE_OUTPUTS:
+            return "`lifecycleEnabled`"
         return "always"
 
-    everything = {**DESCRIPTIONS, **KUBERNETES_OUTPUTS, **TRAINING_OUTPUTS}
+    everything = {**DESCRIPTIONS, **KUBERNETES_OUTPUTS, **TRAINING_OUTPUTS, **LIFECYCLE_OUTPUTS}
     lines = ["| output | meaning | exported | example |", "|---|---|---|---|"]
     lines += [
         f"| `{name}` | {meaning} | {exported_when(name)} | `{example}` |"

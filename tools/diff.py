@@ -26,7 +26,9 @@ from tools.change_semantics import (
     effect_of,
     replaces,
 )
-from tools.plan import REPO
+from tools.model_diff import LocalRegistryMetrics, MetricsSource, ModelChange, model_change
+from tools.model_diff import render as render_model_change
+from tools.plan import REPO, stack_config
 
 STACKS = ("dev", "prod")
 _MISSING = "(absent)"
@@ -107,10 +109,13 @@ class StackDiff:
     rollouts: list[Rollout] = field(default_factory=list)
     canaries: list[Canary] = field(default_factory=list)
     error: str | None = None
+    model: ModelChange | None = None
+    """A change of the registry version the stack deploys, with both versions' held-out figures."""
 
     def as_json(self) -> dict[str, Any]:
         return {
             "stack": self.stack,
+            "model": self.model.as_json() if self.model else None,
             "error": self.error,
             "added": [f"{r['type']}::{r['name']}" for r in self.added],
             "removed": [f"{r['type']}::{r['name']}" for r in self.removed],
@@ -337,6 +342,8 @@ def render_markdown(diffs: list[StackDiff], base_ref: str) -> str:
             continue
         lines.append(f"{len(d.added)} to add, {len(d.changed)} to change, {len(d.removed)} to remove.")
         lines.append("")
+        if d.model is not None:
+            lines += render_model_change(d.model)
         for c in d.canaries:
             lines += [f"#### Kubernetes canary in namespace `{c.namespace}`: {c.status}", ""]
             lines += ["| | from | to |", "|---|---|---|"]
@@ -411,7 +418,21 @@ def plan_tree(root: Path, stack: str, out: Path) -> tuple[dict[str, Any] | None,
     return json.loads((out / f"{stack}.json").read_text()), None
 
 
-def run(base_ref: str, out_dir: Path, stacks: tuple[str, ...] = STACKS, repo: Path = REPO) -> list[StackDiff]:
+def _config(root: Path, stack: str) -> dict[str, Any]:
+    try:
+        return stack_config(stack, root)
+    except FileNotFoundError:
+        return {}
+
+
+def run(
+    base_ref: str,
+    out_dir: Path,
+    stacks: tuple[str, ...] = STACKS,
+    repo: Path = REPO,
+    metrics: MetricsSource | None = None,
+) -> list[StackDiff]:
+    metrics = metrics or LocalRegistryMetrics(repo / "build" / "local" / "registry")
     diffs: list[StackDiff] = []
     with tempfile.TemporaryDirectory(prefix="mlplatform-diff-") as tmp:
         worktree = Path(tmp) / "base"
@@ -428,6 +449,7 @@ def run(base_ref: str, out_dir: Path, stacks: tuple[str, ...] = STACKS, repo: Pa
                     diffs.append(StackDiff(stack=stack, error=head_error or f"base: {base_error}"))
                 else:
                     diffs.append(diff_plans(stack, base, head))
+                    diffs[-1].model = model_change(stack, _config(worktree, stack), _config(repo, stack), metrics)
         finally:
             subprocess.run(
                 ["git", "-C", str(repo), "worktree", "remove", "--force", str(worktree)],
@@ -447,9 +469,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="origin/main", help="git ref to compare the working tree against")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "plan")
     parser.add_argument("--stack", action="append", help="stack to diff (default: dev and prod)")
+    parser.add_argument(
+        "--model-metrics",
+        choices=("local", "aws"),
+        default="local",
+        help="where a registry version's metrics come from: make local's registry (default, offline) or AWS",
+    )
     args = parser.parse_args(argv)
+    metrics: MetricsSource | None = None
+    if args.model_metrics == "aws":
+        import boto3
+
+        from tools.model_diff import SageMakerMetrics
+
+        metrics = SageMakerMetrics(boto3.client("sagemaker"), boto3.client("s3"))
     try:
-        diffs = run(args.base, args.out, tuple(args.stack or STACKS))
+        diffs = run(args.base, args.out, tuple(args.stack or STACKS), metrics=metrics)
     except subprocess.CalledProcessError as exc:
         print(f"diff failed: cannot check out {args.base!r}: {exc.stderr.decode().strip()}", file=sys.stderr)
         return 2

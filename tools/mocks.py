@@ -96,13 +96,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return object_id, {**inputs, "metadata": metadata}
         module = typ.split(":")[1].split("/")[0]
         # SageMaker pipelines are named by `pipelineName` and model package groups (and their policies) by
-        # `modelPackageGroupName`: the provider's id is that name (terraform-provider-aws
-        # internal/service/sagemaker/pipeline.go and model_package_group.go, `d.SetId(name)` after Create).
+        # `modelPackageGroupName`, MLflow tracking servers by `trackingServerName`: the provider's id is that name
+        # (terraform-provider-aws internal/service/sagemaker/pipeline.go, model_package_group.go and
+        # mlflow_tracking_server.go, `d.SetId(name)` after Create).
         # Everything else by `name` or an auto name.
         physical = (
             inputs.get("name")
             or inputs.get("pipelineName")
             or inputs.get("modelPackageGroupName")
+            or inputs.get("trackingServerName")
             or (self.namer(typ, name, inputs) if self.namer else None)
             or f"{name}-{_suffix(typ, name)}"
         )
@@ -159,6 +161,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["dashboardArn"] = f"arn:aws:cloudwatch::{MOCK_ACCOUNT_ID}:dashboard/{dash}"
         elif typ.startswith("aws:sagemaker/"):
             state["arn"] = f"arn:aws:sagemaker:{self.region}:{MOCK_ACCOUNT_ID}:{_kebab(kind)}/{str(physical).lower()}"
+            if kind == "MlflowTrackingServer":
+                # The schema's defaults (mlflow_tracking_server.go): Small, no automatic model registration.
+                state.setdefault("trackingServerSize", "Small")
+                state.setdefault("automaticModelRegistration", False)
         elif typ == "aws:appautoscaling/target:Target":
             state["id"] = inputs.get("resourceId", physical)
         elif typ.startswith("aws-native:sagemaker:") and typ.endswith("JobDefinition"):

@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "package":
         return package_command(args)
-    if args.command in ("validate", "evaluate"):
+    if args.command in ("validate", "evaluate", "champion"):
         from training.steps import run
 
         return run(args)

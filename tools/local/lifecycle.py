@@ -39,6 +39,7 @@ PLAN_DIR = "plan"
 REGISTRY_DIR = "registry"  # kept between runs: the approved version is the next run's champion
 REGRESSION_REGISTRY_DIR = "registry-regression"  # the regression demo's own: a champion is of the same task
 TASKS = ("classification", "regression")
+MLRUNS_DIR = "mlruns"  # kept between runs: the MLflow file store of every run's evaluate step
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 GENERATED = (ML_DIR, CAPTURE_DIR, MONITOR_DIR, QUALITY_DIR, LOG_DIR, PLAN_DIR, SUMMARY_FILE, REPORT_FILE, "report.png")
@@ -286,7 +287,9 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
 
     if options.model_dir is None:
         with progress.stage("evaluate", "score candidate and champion on the same held-out rows") as note:
-            record = lifecycle_mod.evaluate(runner, ml, champion, logs / "evaluate.log")
+            record = lifecycle_mod.evaluate(
+                runner, ml, champion, logs / "evaluate.log", tracking_dir=out / MLRUNS_DIR, run_name="make-local"
+            )
             gate = lifecycle_mod.gate_summary(record, champion)
             summary["lifecycle"]["gate"] = gate
             versus = (
@@ -294,7 +297,9 @@ def run_lifecycle(options: Options, runner: Runner) -> dict[str, Any]:
                 if champion and gate["champion"]
                 else " (no champion)"
             )
-            note["result"] = f"candidate {metrics_text(gate['candidate'])}{versus}"
+            tracked = gate.get("mlflow_run_id")
+            run = f"; MLflow run {tracked} in {_relative(out / MLRUNS_DIR)}" if tracked and tracked != "none" else ""
+            note["result"] = f"candidate {metrics_text(gate['candidate'])}{versus}{run}"
         with progress.stage("gate", "the candidate must not be worse than the champion beyond the thresholds") as note:
             failed = ", ".join(gate["failed_checks"])
             note["result"] = (

@@ -8,7 +8,9 @@ The same steps the stack's SageMaker pipeline runs (components/pipeline.py), in 
   directory is copied to `ml/champion/` so both steps see it under the ml root, as a processing job would;
 - `validate` checks the new `train` channel (and, with a champion, against its baseline) and stops the run
   on a violation, naming the file, row, column and check;
-- `evaluate` scores candidate and champion on the same held-out rows and writes `ml/output/gate.json`;
+- `evaluate` scores candidate and champion on the same held-out rows and writes `ml/output/gate.json`; it
+  records the candidate's MLflow run (parameters, per-epoch metrics, evaluation, files) in the local file
+  store `build/local/mlruns/` (kept between runs; `mlflow ui --backend-store-uri build/local/mlruns`);
 - `gate` reads the decision; `register` adds a PendingManualApproval version only when it is `pass`.
   Approving it (`python -m tools.local.registry approve --version N`) makes it the next run's champion.
 """
@@ -82,12 +84,24 @@ def validate(runner: Runner, ml: Path, champion_info: dict[str, Any] | None, tar
     return report
 
 
-def evaluate(runner: Runner, ml: Path, champion_info: dict[str, Any] | None, log: Path) -> dict[str, Any]:
+def evaluate(
+    runner: Runner,
+    ml: Path,
+    champion_info: dict[str, Any] | None,
+    log: Path,
+    *,
+    tracking_dir: Path | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """The evaluate step; with `tracking_dir` it also records the candidate's MLflow run in that file store
+    (the record's `mlflow_run_id`; `none` when tracking failed, which never fails the step)."""
     args = ["evaluate", "--ml-root", CONTAINER_ML, "--candidate", f"{CONTAINER_ML}/model"]
     args += ["--record", f"{CONTAINER_ML}/{GATE_RECORD}"]
     if champion_info is not None:
         args += ["--champion", f"{CONTAINER_ML}/{CHAMPION_DIR}"]
-    code = runner.training_step(args, ml, log)
+    if run_name is not None:
+        args += ["--run-name", run_name]
+    code = runner.training_step(args, ml, log, tracking_dir=tracking_dir)
     if code != 0:
         raise StepFailed(f"the evaluate step exited with status {code} (log {log})")
     record = _read(ml / GATE_RECORD)
@@ -108,6 +122,7 @@ def gate_summary(record: dict[str, Any], champion_info: dict[str, Any] | None) -
         "note": record.get("note"),
         "candidate": {k: ev["candidate"].get(k) for k in keys},
         "champion": {k: ev["champion"].get(k) for k in keys} if ev.get("champion") else None,
+        "mlflow_run_id": record.get("mlflow_run_id"),
         "checks": [{k: c[k] for k in ("check", "passed", "value", "limit")} for c in record["checks"]],
     }
 
@@ -132,6 +147,8 @@ def register(registry: Registry, ml: Path, record: dict[str, Any], image: str) -
         "code_revision": _code_revision(),
         "hyperparameters": json.dumps(manifest.get("hyperparameters", {}), sort_keys=True)[:256],
     }
+    if record.get("mlflow_run_id"):
+        lineage["mlflow_run_id"] = str(record["mlflow_run_id"])  # as the pipeline's Register step records it
     try:
         package = registry.register(ml / "model", record, image=image, lineage=lineage, gate_path=ml / GATE_RECORD)
     except RegistryError as exc:
@@ -141,5 +158,6 @@ def register(registry: Registry, ml: Path, record: dict[str, Any], image: str) -
         "group": package["ModelPackageGroupName"],
         "version": package["ModelPackageVersion"],
         "status": package["ModelApprovalStatus"],
+        "mlflow_run_id": package["CustomerMetadataProperties"].get("mlflow_run_id"),
         "approve": f"python -m tools.local.registry approve --version {package['ModelPackageVersion']}",
     }

@@ -129,11 +129,19 @@ def render(
         if registered.get("registered")
         else f"not registered: {_esc(registered.get('why', 'the step did not run'))}"
     )
+    run_id = gate.get("mlflow_run_id")
+    tracking_text = (
+        f" Experiment tracking: MLflow run <code>{_esc(run_id)}</code> in <code>build/local/mlruns</code>."
+        if run_id and run_id != "none"
+        else " Experiment tracking: no run recorded (see the evaluate log)."
+        if run_id == "none"
+        else ""
+    )
     lifecycle_section = (
         f"""<h2>Lifecycle: validate, train, evaluate, gate, register</h2>
 <p>Validation: {_esc((lifecycle.get("validation") or {}).get("rows", "?"))} rows passed. Gate decision:
 <strong>{_esc(gate.get("decision", "?"))}</strong>{"; " + _esc(gate["note"]) if gate.get("note") else ""}.
-The candidate is {register_text}.</p>
+The candidate is {register_text}.{tracking_text}</p>
 {_table(["model (same held-out rows)", *heads], comparison_rows)}
 {_table(["gate check", "value", "limit", "passed"], gate_rows)}"""
         if gate

@@ -59,9 +59,12 @@ class Runner(Protocol):
 
     def train(self, ml_root: Path, log_path: Path) -> None: ...
 
-    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
+    def training_step(
+        self, args: Sequence[str], ml_root: Path, log_path: Path, *, tracking_dir: Path | None = None
+    ) -> int:
         """`python -m training <args>` (validate, evaluate) with `ml_root` as /opt/ml; `args` name container
-        paths under /opt/ml. Returns the exit status (these steps report a verdict by status)."""
+        paths under /opt/ml. With `tracking_dir`, the step records its MLflow run in that file store
+        (MLFLOW_TRACKING_URI). Returns the exit status (these steps report a verdict by status)."""
         ...
 
     def serve(self, model_dir: Path, port: int, workers: int, log_path: Path) -> contextlib.AbstractContextManager[Any]:
@@ -73,6 +76,16 @@ class Runner(Protocol):
 
         Returns the local folder of `output_path`."""
         ...
+
+
+CONTAINER_MLRUNS = "/opt/mlruns"
+"""Where the container runner mounts the local MLflow file store."""
+LOCAL_EXPERIMENT = "mlplatform-local"
+
+
+def tracking_env(uri: str) -> dict[str, str]:
+    """The environment that makes a training step record its MLflow run (training/tracking.py) at `uri`."""
+    return {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": LOCAL_EXPERIMENT}
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -165,9 +178,12 @@ class LocalRunner:
             self.train_timeout,
         )
 
-    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
+    def training_step(
+        self, args: Sequence[str], ml_root: Path, log_path: Path, *, tracking_dir: Path | None = None
+    ) -> int:
         argv = [self.python, "-m", "training", *(_map_path(a, {"/opt/ml": ml_root}) for a in args)]
-        return run_logged(argv, log_path, child_env(), f"training {args[0]}", self.train_timeout, check=False)
+        env = child_env(tracking_env(tracking_dir.resolve().as_uri()) if tracking_dir is not None else None)
+        return run_logged(argv, log_path, env, f"training {args[0]}", self.train_timeout, check=False)
 
     @contextlib.contextmanager
     def serve(self, model_dir: Path, port: int, workers: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -285,20 +301,37 @@ class ContainerRunner:
     def train(self, ml_root: Path, log_path: Path) -> None:
         self._run("training", ["train"], ml_root, log_path, self.train_timeout)
 
-    def training_step(self, args: Sequence[str], ml_root: Path, log_path: Path) -> int:
-        return self._run("training", list(args), ml_root, log_path, self.train_timeout, check=False)
+    def training_step(
+        self, args: Sequence[str], ml_root: Path, log_path: Path, *, tracking_dir: Path | None = None
+    ) -> int:
+        return self._run(
+            "training", list(args), ml_root, log_path, self.train_timeout, check=False, tracking_dir=tracking_dir
+        )
 
     def _run(
-        self, name: str, args: list[str], ml_root: Path, log_path: Path, timeout: float, *, check: bool = True
+        self,
+        name: str,
+        args: list[str],
+        ml_root: Path,
+        log_path: Path,
+        timeout: float,
+        *,
+        check: bool = True,
+        tracking_dir: Path | None = None,
     ) -> int:
         from tools import images
 
         argv = [*self._entrypoint(name), *args]
         ml_root.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        volumes, env = [f"{ml_root}:/opt/ml"], None
+        if tracking_dir is not None:
+            tracking_dir.mkdir(parents=True, exist_ok=True)
+            volumes.append(f"{tracking_dir.resolve()}:{CONTAINER_MLRUNS}")
+            env = tracking_env(f"file://{CONTAINER_MLRUNS}")
         with log_path.open("a") as log:
-            log.write(f"$ buildah run {self.tags[name]} {shlex.join(argv)}  (-v {ml_root}:/opt/ml)\n")
-        proc = images.run_in_container(self.tags[name], argv, volumes=[f"{ml_root}:/opt/ml"], timeout=timeout)
+            log.write(f"$ buildah run {self.tags[name]} {shlex.join(argv)}  (-v {' -v '.join(volumes)})\n")
+        proc = images.run_in_container(self.tags[name], argv, volumes=volumes, env=env, timeout=timeout)
         with log_path.open("a") as log:
             log.write(proc.stdout + proc.stderr)
         if proc.returncode != 0 and check:
