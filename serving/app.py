@@ -119,9 +119,8 @@ class InferenceApp:
                 output = computed
             else:
                 output = np.empty((batch.rows, *computed.shape[1:]), dtype=computed.dtype)
-                for i, row in enumerate(found):
-                    if row is not None:
-                        output[i] = row
+                hits = [i for i, row in enumerate(found) if row is not None]
+                output[hits] = np.stack([found[i] for i in hits])  # type: ignore[misc]  # hits are not None
                 output[misses] = computed
             codec.check_finite(output, model.manifest)
             cache.store([keys[i] for i in misses], computed)
