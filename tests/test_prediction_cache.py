@@ -268,3 +268,19 @@ def test_cache_settings_default_to_off_and_parse_when_set() -> None:
     assert (default.cache_rows, default.cache_ttl_s) == (0, 60.0)
     chosen = parse_settings([], {ENV_CACHE_ROWS: "5000", ENV_CACHE_TTL: "2.5"})
     assert (chosen.cache_rows, chosen.cache_ttl_s) == (5000, 2.5)
+
+
+def test_two_workers_keep_their_own_caches_and_metrics_sum_them(
+    model_dir: Path, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    """Each worker process builds its own cache after the fork (serving/server.py builds one InferenceApp per
+    worker), and /metrics sums the workers' slots (serving/metrics.py SharedMetrics._total)."""
+    server = ServerProcess(model_dir, tmp_path / "two.log", workers=2, env={ENV_CACHE_ROWS: "100"})
+    servers.append(server)
+    server.wait_until(200)
+    for _ in range(20):  # a new connection each time: the kernel spreads them over the workers
+        assert invoke(server, ROW_A)[0] == 200
+    hits, misses, entries = cache_counts(server)
+    assert hits + misses == 20
+    assert 1 <= misses <= 2  # at most one miss per worker for the same row
+    assert entries == misses  # one entry in each worker that saw the row
