@@ -111,7 +111,7 @@ class InferenceApp:
         keys = cache.keys(batch)
         found, misses = cache.lookup(keys)
         if not misses:
-            output = np.stack(found)  # type: ignore[arg-type]  # no None left
+            output = cache.rows(found)  # type: ignore[arg-type]  # no None left
             computed = None
         else:
             computed = model.predict(batch if len(misses) == batch.rows else subset(batch, misses))
@@ -120,7 +120,7 @@ class InferenceApp:
             else:
                 output = np.empty((batch.rows, *computed.shape[1:]), dtype=computed.dtype)
                 hits = [i for i, row in enumerate(found) if row is not None]
-                output[hits] = np.stack([found[i] for i in hits])  # type: ignore[misc]  # hits are not None
+                output[hits] = cache.rows([found[i] for i in hits])  # type: ignore[misc]  # hits are not None
                 output[misses] = computed
             codec.check_finite(output, model.manifest)
             cache.store([keys[i] for i in misses], computed)

@@ -33,7 +33,10 @@ class PredictionCache:
         self.size = size
         self.ttl_s = ttl_s
         self.clock = clock
-        self._entries: OrderedDict[Key, tuple[float, np.ndarray]] = OrderedDict()
+        # Each output row as its float32 bytes: 2-3x cheaper to store than an ndarray copy per row, and the hits
+        # of a request become one array with one np.frombuffer.
+        self._entries: OrderedDict[Key, tuple[float, bytes]] = OrderedDict()
+        self._row_shape: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,11 +53,12 @@ class PredictionCache:
             (k, tuple(str(v) for v in row)) for k, row in zip(numeric_keys, batch.categorical.tolist(), strict=True)
         ]
 
-    def lookup(self, keys: list[Key]) -> tuple[list[np.ndarray | None], list[int]]:
-        """The cached output per row (None for a miss) and the indexes of the misses, in order."""
+    def lookup(self, keys: list[Key]) -> tuple[list[bytes | None], list[int]]:
+        """The cached output per row as bytes (None for a miss; `rows` makes them an array) and the indexes of
+        the misses, in order."""
         now = self.clock()
         entries = self._entries
-        found: list[np.ndarray | None] = []
+        found: list[bytes | None] = []
         misses: list[int] = []
         for i, key in enumerate(keys):
             entry = entries.get(key)
@@ -72,11 +76,16 @@ class PredictionCache:
         """Remember `outputs[i]` for `keys[i]`; only called with output the server is about to answer 200 with."""
         expires = self.clock() + self.ttl_s
         entries = self._entries
-        for key, row in zip(keys, outputs, strict=True):
-            entries[key] = (expires, row.copy())
+        self._row_shape = outputs.shape[1:]
+        for key, row in zip(keys, np.ascontiguousarray(outputs, dtype=np.float32), strict=True):
+            entries[key] = (expires, row.tobytes())
             entries.move_to_end(key)
         while len(entries) > self.size:
             entries.popitem(last=False)
+
+    def rows(self, found: list[bytes]) -> np.ndarray:
+        """Cached output rows as one float32 array, in the given order."""
+        return np.frombuffer(b"".join(found), dtype=np.float32).reshape(len(found), *self._row_shape)
 
 
 def subset(batch: Batch, rows: list[int]) -> Batch:

@@ -193,7 +193,7 @@ def test_ttl_with_an_injected_clock_expires_exactly_at_the_deadline() -> None:
     cache.store(keys, np.array([[0.25, 0.75]], dtype=np.float32))
     now[0] = 104.999
     found, misses = cache.lookup(keys)
-    assert misses == [] and found[0] is not None and found[0].tolist() == [0.25, 0.75]
+    assert misses == [] and found[0] is not None and cache.rows([found[0]]).tolist() == [[0.25, 0.75]]
     now[0] = 105.0
     assert cache.lookup(keys)[1] == [0]
     assert len(cache) == 0  # the expired entry is dropped, not kept
