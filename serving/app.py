@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from serving import codec
+from serving.cache import PredictionCache, subset
 from serving.metrics import SharedMetrics
-from serving.model import LoadedModel
+from serving.model import Batch, LoadedModel
 
 JSON_TYPE = b"application/json"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -45,15 +47,22 @@ SUPPORTED_RESPONSES = ", ".join(codec.RESPONSE_TYPES)
 class InferenceApp:
     """One worker's view: its model (once loaded) and the shared metrics."""
 
-    def __init__(self, metrics: SharedMetrics, workers: int = 1) -> None:
+    def __init__(
+        self, metrics: SharedMetrics, workers: int = 1, cache_rows: int = 0, cache_ttl_s: float = 60.0
+    ) -> None:
         self.metrics = metrics
         self.workers = workers
+        self.cache_rows = cache_rows
+        self.cache_ttl_s = cache_ttl_s
+        self.cache: PredictionCache | None = None
         self.model: LoadedModel | None = None
         self.encoder: codec.ResponseEncoder | None = None
         self._openapi: bytes | None = None
 
     def set_model(self, model: LoadedModel) -> None:
         self.encoder = codec.ResponseEncoder(model.manifest)
+        # A new model (or precision) starts a new cache: entries are outputs of exactly one onnxruntime session.
+        self.cache = PredictionCache(self.cache_rows, self.cache_ttl_s) if self.cache_rows else None
         self.model = model
         self.metrics.set_ready(True)
 
@@ -80,8 +89,12 @@ class InferenceApp:
             return NOT_READY
         try:
             batch = codec.DECODERS[media_in](body, model.manifest)
-            probabilities = model.predict(batch)
-            codec.check_finite(probabilities, model.manifest)
+            cache = self.cache
+            if cache is None:
+                probabilities = model.predict(batch)
+                codec.check_finite(probabilities, model.manifest)
+            else:
+                probabilities = self._predict_cached(cache, model, batch)
         except codec.InputError as bad:
             return Response(bad.status, orjson.dumps(bad.to_json()))
         return Response(
@@ -90,6 +103,29 @@ class InferenceApp:
             content_type=media_out.encode(),
             rows=batch.rows,
         )
+
+    def _predict_cached(self, cache: PredictionCache, model: LoadedModel, batch: Batch) -> np.ndarray:
+        """Cached rows from the cache, the others from one onnxruntime call, in request order. The output is
+        checked as a whole before anything is stored, so a failing request stores nothing and fails as it would
+        without the cache (a cached row is always finite, so the first non-finite row is the same)."""
+        keys = cache.keys(batch)
+        found, misses = cache.lookup(keys)
+        if not misses:
+            output = cache.rows(found)  # type: ignore[arg-type]  # no None left
+            computed = None
+        else:
+            computed = model.predict(batch if len(misses) == batch.rows else subset(batch, misses))
+            if len(misses) == batch.rows:
+                output = computed
+            else:
+                output = np.empty((batch.rows, *computed.shape[1:]), dtype=computed.dtype)
+                hits = [i for i, row in enumerate(found) if row is not None]
+                output[hits] = cache.rows([found[i] for i in hits])  # type: ignore[misc]  # hits are not None
+                output[misses] = computed
+            codec.check_finite(output, model.manifest)
+            cache.store([keys[i] for i in misses], computed)
+        self.metrics.record_cache(batch.rows - len(misses), len(misses), len(cache))
+        return output
 
     def execution_parameters(self) -> Response:
         """Batch Transform asks this before sending work when the job leaves these settings unset: one request

@@ -56,6 +56,19 @@ WORKER_RESTARTS = MetricFamily(
     "Worker processes replaced, by reason (exited, unresponsive, recycled).",
     ("reason",),
 )
+CACHE_HITS = MetricFamily(
+    "mlplatform_serving_cache_hits_total",
+    "counter",
+    "Rows answered from the prediction cache (MLPLATFORM_SERVING_CACHE_ROWS; 0 when off).",
+)
+CACHE_MISSES = MetricFamily(
+    "mlplatform_serving_cache_misses_total",
+    "counter",
+    "Rows the prediction cache did not hold (or held expired), scored by the model; 0 when the cache is off.",
+)
+CACHE_ENTRIES = MetricFamily(
+    "mlplatform_serving_cache_entries", "gauge", "Rows held in the prediction caches, over all workers."
+)
 METRIC_FAMILIES: tuple[MetricFamily, ...] = (
     REQUESTS,
     DURATION,
@@ -64,6 +77,9 @@ METRIC_FAMILIES: tuple[MetricFamily, ...] = (
     WORKERS,
     CONNECTIONS,
     WORKER_RESTARTS,
+    CACHE_HITS,
+    CACHE_MISSES,
+    CACHE_ENTRIES,
 )
 
 # Layout: a global area written by the parent, then one slot per worker.
@@ -72,7 +88,10 @@ _READY = 0
 _ROWS = 1
 _HEARTBEAT = 2  # time.monotonic() of the worker's last event-loop tick (CLOCK_MONOTONIC is system-wide)
 _CONNECTIONS = 3
-_COUNTS = 4  # len(PATHS) * (len(STATUSES) + 1 for "other")
+_CACHE_HITS = 4
+_CACHE_MISSES = 5
+_CACHE_ENTRIES = 6  # this worker's cache size now; a new process starts with an empty cache
+_COUNTS = 7  # len(PATHS) * (len(STATUSES) + 1 for "other")
 _HIST = _COUNTS + len(PATHS) * (len(STATUSES) + 1)  # per path: buckets + 1 (+Inf), then sum
 _HIST_STRIDE = len(BUCKETS) + 2
 _SLOT = _HIST + len(PATHS) * _HIST_STRIDE
@@ -104,6 +123,7 @@ class SharedMetrics:
         self._base = self._slot(worker)
         self._values[self._base + _READY] = 0.0
         self._values[self._base + _CONNECTIONS] = 0.0
+        self._values[self._base + _CACHE_ENTRIES] = 0.0
         self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -119,6 +139,7 @@ class SharedMetrics:
         """Parent only: `worker`'s process is gone, so its model is no longer loaded."""
         self._values[self._slot(worker) + _READY] = 0.0
         self._values[self._slot(worker) + _CONNECTIONS] = 0.0
+        self._values[self._slot(worker) + _CACHE_ENTRIES] = 0.0
 
     def is_ready(self, worker: int) -> bool:
         return self._values[self._slot(worker) + _READY] == 1.0
@@ -146,6 +167,13 @@ class SharedMetrics:
         values[h + _HIST_STRIDE - 1] += seconds
         if rows:
             values[base + _ROWS] += rows
+
+    def record_cache(self, hits: int, misses: int, entries: int) -> None:
+        """One request's prediction-cache lookups (rows) and the cache's size after it."""
+        values, base = self._values, self._base
+        values[base + _CACHE_HITS] += hits
+        values[base + _CACHE_MISSES] += misses
+        values[base + _CACHE_ENTRIES] = float(entries)
 
     def _skip(self, path: str, status: int, seconds: float, rows: int = 0) -> None:
         return None
@@ -188,4 +216,7 @@ class SharedMetrics:
         family(WORKER_RESTARTS)
         for reason in RESTART_REASONS:
             out.append(f'{WORKER_RESTARTS.name}{{reason="{reason}"}} {self.restarts(reason)}')
+        for spec, offset in ((CACHE_HITS, _CACHE_HITS), (CACHE_MISSES, _CACHE_MISSES), (CACHE_ENTRIES, _CACHE_ENTRIES)):
+            family(spec)
+            out.append(f"{spec.name} {self._total(offset):.0f}")
         return ("\n".join(out) + "\n").encode()

@@ -490,7 +490,7 @@ async def _serve(
     sock: socket.socket, settings: ServeSettings, metrics: SharedMetrics, accept_while_loading: bool = True
 ) -> int:
     loop = asyncio.get_running_loop()
-    app = InferenceApp(metrics, settings.workers)
+    app = InferenceApp(metrics, settings.workers, settings.cache_rows, settings.cache_ttl_s)
     worker = Worker(app, metrics, settings)
     acceptor = worker.acceptor = Acceptor(loop, sock, worker)
     if accept_while_loading:

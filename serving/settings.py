@@ -29,6 +29,9 @@ ENV_BODY_TIMEOUT = "MLPLATFORM_SERVING_BODY_TIMEOUT_S"
 ENV_MAX_CONNECTIONS = "MLPLATFORM_SERVING_MAX_CONNECTIONS"
 ENV_MAX_REQUESTS = "MLPLATFORM_SERVING_MAX_REQUESTS"
 ENV_ACCESS_LOG = "MLPLATFORM_SERVING_ACCESS_LOG"
+ENV_CACHE_ROWS = "MLPLATFORM_SERVING_CACHE_ROWS"
+ENV_CACHE_TTL = "MLPLATFORM_SERVING_CACHE_TTL_S"
+MAX_CACHE_ROWS = 10_000_000
 # Set by SageMaker or by its users (sagemaker-inference-toolkit, src/sagemaker_inference/environment.py
 # Environment: SAGEMAKER_BIND_TO_PORT default 8080, SAGEMAKER_MODEL_SERVER_WORKERS, SAGEMAKER_MODEL_SERVER_TIMEOUT
 # default 60, "timeout used for model server's backend workers before they are deemed unresponsive and rebooted").
@@ -70,6 +73,10 @@ class ServeSettings:
     """One JSON line per request on stdout."""
     worker_timeout_s: float = 60.0
     """A loaded worker whose event loop has not ticked for this long is killed and replaced."""
+    cache_rows: int = 0
+    """Prediction cache size in rows, per worker process (serving/cache.py); 0: no cache (the default)."""
+    cache_ttl_s: float = 60.0
+    """Seconds a cached row's prediction is reused after it was computed."""
 
 
 def usable_cores() -> int:
@@ -139,6 +146,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ServeSett
         max_requests=int(number(ENV_MAX_REQUESTS, "0", minimum=0, maximum=10**9, integer=True)),
         access_log=access_log,
         worker_timeout_s=number(ENV_SAGEMAKER_TIMEOUT, "60", minimum=1, maximum=86400, integer=True),
+        cache_rows=int(number(ENV_CACHE_ROWS, "0", minimum=0, maximum=MAX_CACHE_ROWS, integer=True)),
+        cache_ttl_s=number(ENV_CACHE_TTL, "60", minimum=0.001, maximum=86400),
     )
 
 
