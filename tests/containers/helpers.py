@@ -87,8 +87,21 @@ def secret_bundle(host_bundle: Path, folder: Path) -> Path:
     return path
 
 
+def public_ca_bundle() -> bytes:
+    """Mozilla's public CA store as certifi ships it (the dev lock pins certifi).
+
+    A public CA is no build secret, and images legitimately carry it: certifi's `cacert.pem` comes into an image
+    with requests (the training image's MLflow client). A host whose CA bundle is newer than the base image's has
+    public CAs the base lacks; without this they would read as leaked host CAs."""
+    import certifi
+
+    return Path(certifi.where()).read_bytes()
+
+
 def secret_needles(pip_cert: Path, base_bundle: bytes) -> dict[str, bytes]:
-    needles = image_checks.certificate_needles(pip_cert.read_bytes(), base_bundle)
+    """What must never appear in a layer: each host CA that is neither in the base image's bundle nor a public
+    CA (Mozilla's store), and the canary line only the build secret holds."""
+    needles = image_checks.certificate_needles(pip_cert.read_bytes(), base_bundle + b"\n" + public_ca_bundle())
     needles["the build secret's canary line"] = canary().encode()
     return needles
 
