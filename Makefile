@@ -47,7 +47,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 plan: $(STAMP)
-	$(PY) -m tools.plan --stack $(STACK)
+	$(PY) -m tools.plan --stack $(STACK) $(foreach s,$(SET),--set $(s))
 
 # The whole lifecycle on this machine: demo data, training, serving, replayed traffic (normal, drifted), drift
 # monitor, dev plan; report and summary under build/local/. CONTAINERS=1 runs them in the buildah images (root).

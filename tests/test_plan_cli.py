@@ -77,3 +77,22 @@ def test_plan_prints_coverage_and_fails_on_what_aws_would_refuse(
     captured = capsys.readouterr()
     assert "plan invalid:" in captured.err
     assert "ml.m5d.large" in captured.err
+
+
+def test_set_plans_a_stack_with_extra_config_and_names_a_malformed_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make plan STACK=dev SET=...`: what the committed stack leaves off (the lifecycle) can be planned without
+    editing Pulumi.dev.yaml; the values reach the program as `pulumi config set` would put them."""
+    assert main(["--stack", "dev", "--out", str(tmp_path), "--quiet"]) == 0
+    group = "aws:sagemaker/modelPackageGroup:ModelPackageGroup"
+    assert group not in {r["type"] for r in json.loads((tmp_path / "dev.json").read_text())["resources"]}
+
+    assert main(["--stack", "dev", "--out", str(tmp_path), "--quiet", "--set", "lifecycleEnabled=true"]) == 0
+    types = {r["type"] for r in json.loads((tmp_path / "dev.json").read_text())["resources"]}
+    assert group in types
+
+    capsys.readouterr()
+    assert main(["--stack", "dev", "--out", str(tmp_path), "--set", "lifecycleEnabled"]) == 2
+    assert "--set 'lifecycleEnabled': expected key=value" in capsys.readouterr().err
+    assert not (tmp_path / "dev.json").exists()

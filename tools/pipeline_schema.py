@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.plan import parse_sets
+
 PIPELINE_TYPE = "aws:sagemaker/pipeline:Pipeline"
 
 # `$schema` values naming no particular draft. JSON Schema's core spec (draft 4 onwards) describes the
@@ -210,17 +212,6 @@ def pipeline_definitions(plan: Any) -> list[tuple[str, Any]]:
         raw = resource["inputs"].get("pipelineDefinition")
         out.append((resource["name"], json.loads(raw) if isinstance(raw, str) else raw))
     return out
-
-
-def parse_sets(items: list[str]) -> dict[str, str]:
-    """`key=value` pairs as the engine passes config: namespaced keys (`mlplatform:` by default), string values."""
-    config: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set mlplatform:lifecycleEnabled=true")
-        config[key if ":" in key else f"mlplatform:{key}"] = value
-    return config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,10 +147,27 @@ def run_program(
     return Plan(stack=stack, resources=resources, outputs=_jsonable(outputs))
 
 
-def plan_stack(stack: str, root: Path = REPO, stack_outputs: dict[str, dict[str, Any]] | None = None) -> Plan:
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """`key=value` pairs as the engine passes config: namespaced keys (`mlplatform:` by default), string values."""
+    config: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set mlplatform:lifecycleEnabled=true")
+        config[key if ":" in key else f"mlplatform:{key}"] = value
+    return config
+
+
+def plan_stack(
+    stack: str,
+    root: Path = REPO,
+    stack_outputs: dict[str, dict[str, Any]] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> Plan:
     """Plan a stack from its `Pulumi.<stack>.yaml`, after the CLI's config pre-flight (tools/preflight.py).
 
-    The program gets what the CLI would pass it: the stack's values merged with Pulumi.yaml's defaults.
+    The program gets what the CLI would pass it: the stack's values merged with Pulumi.yaml's defaults, then
+    `overrides` (what `pulumi config set` would add; the program's settings parser checks them like any value).
     Raises `PreflightError` (a ValueError) with the CLI's message where the CLI would refuse the stack.
     """
     from tools.preflight import preflight
@@ -162,7 +179,7 @@ def plan_stack(stack: str, root: Path = REPO, stack_outputs: dict[str, dict[str,
     merged = preflight(stack, root)
     return run_program(
         stack,
-        merged.values,
+        {**merged.values, **(overrides or {})},
         program=root / "__main__.py",
         stack_outputs=stack_outputs,
         secret_keys=merged.secret_keys,
@@ -204,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--root", type=Path, default=REPO, help="checkout to plan (default: this one)")
     parser.add_argument("--no-validate", action="store_true", help="skip the check against AWS's API models")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config value on top of the stack file, as `pulumi config set` would add it (repeatable), "
+        "e.g. --set mlplatform:lifecycleEnabled=true",
+    )
     args = parser.parse_args(argv)
     # Several stacks in one interpreter share the imports (pulumi_aws alone takes about a second).
     return max(_plan_one(stack, args) for stack in args.stack)
@@ -216,7 +242,7 @@ def _plan_one(stack: str, args: argparse.Namespace) -> int:
     out_file = args.out / f"{stack}.json"
     started = time.perf_counter()
     try:
-        plan = plan_stack(stack, root=args.root.resolve())
+        plan = plan_stack(stack, root=args.root.resolve(), overrides=parse_sets(args.sets))
     except PreflightError as exc:
         out_file.unlink(missing_ok=True)
         print(f"plan failed: the Pulumi CLI refuses this stack before running the program: {exc}", file=sys.stderr)
