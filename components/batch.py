@@ -36,7 +36,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components.endpoint import PRECISION_ENV, parse_ecr_image, parse_model_prefix
+from components.endpoint import parse_ecr_image, parse_model_prefix, serving_container
 from components.iam import service_trust_policy
 from components.settings import BatchSettings, has_local_nvme
 
@@ -304,21 +304,7 @@ class BatchTransform(pulumi.ComponentResource):
             # No `name`: every field of a model forces replacement; a new image or model gets a new model.
             execution_role_arn=model_role.arn,
             enable_network_isolation=True,
-            primary_container={
-                "image": args["image"],
-                "model_data_source": {
-                    "s3_data_sources": [
-                        {
-                            "s3_uri": pulumi.Output.from_input(args["model_data_uri"]).apply(
-                                lambda uri: "s3://{}/{}".format(*parse_model_prefix(uri))
-                            ),
-                            "s3_data_type": "S3Prefix",
-                            "compression_type": "None",
-                        }
-                    ]
-                },
-                "environment": {PRECISION_ENV: args["precision"]},
-            },
+            primary_container=serving_container(args["image"], args["model_data_uri"], args["precision"]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[model_policy]),
         )
         pipeline_role = aws.iam.Role(

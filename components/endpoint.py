@@ -103,6 +103,29 @@ def parse_model_prefix(uri: str) -> tuple[str, str]:
     return match["bucket"], key
 
 
+def serving_container(
+    image: pulumi.Input[str], model_data_uri: pulumi.Input[str], precision: pulumi.Input[str]
+) -> aws.sagemaker.ModelPrimaryContainerArgsDict:
+    """The serving image's container of a SageMaker Model: uncompressed model files under an S3 prefix (the
+    training output as SageMaker writes it), and the graph precision the server loads. Endpoint and batch
+    transform models use the same one."""
+    return {
+        "image": image,
+        "model_data_source": {
+            "s3_data_sources": [
+                {
+                    "s3_uri": pulumi.Output.from_input(model_data_uri).apply(
+                        lambda uri: "s3://{}/{}".format(*parse_model_prefix(uri))
+                    ),
+                    "s3_data_type": "S3Prefix",
+                    "compression_type": "None",
+                }
+            ]
+        },
+        "environment": {PRECISION_ENV: precision},
+    }
+
+
 def validate_rollout(
     endpoint: EndpointSettings,
     rollout: RolloutSettings,
@@ -256,21 +279,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             # No `name`: every field of a model forces replacement, and create-before-delete needs a new name.
             execution_role_arn=role.arn,
             enable_network_isolation=True,
-            primary_container={
-                "image": args["image"],
-                "model_data_source": {
-                    "s3_data_sources": [
-                        {
-                            "s3_uri": pulumi.Output.from_input(args["model_data_uri"]).apply(
-                                lambda uri: "s3://{}/{}".format(*parse_model_prefix(uri))
-                            ),
-                            "s3_data_type": "S3Prefix",
-                            "compression_type": "None",
-                        }
-                    ]
-                },
-                "environment": {PRECISION_ENV: settings.precision},
-            },
+            primary_container=serving_container(args["image"], args["model_data_uri"], settings.precision),
             vpc_config=(
                 {
                     "subnets": list(args.get("subnet_ids", [])),
