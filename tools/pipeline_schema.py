@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.plan import parse_sets
+from tools.plan import add_set_argument, parse_sets
 
 PIPELINE_TYPE = "aws:sagemaker/pipeline:Pipeline"
 
@@ -218,14 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schema", type=Path, required=True, help="AWS's pipeline-definition.schema.json")
     parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to plan (default: dev)")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config value on top of the stack file, e.g. mlplatform:lifecycleEnabled=true (repeatable)",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     try:
         validator = load_validator(args.schema)

@@ -158,6 +158,19 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return config
 
 
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE` (repeatable) into `args.sets`, read with `parse_sets`."""
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config value on top of the stack file, as `pulumi config set` would add it (repeatable), "
+        "e.g. --set mlplatform:lifecycleEnabled=true",
+    )
+
+
 def plan_stack(
     stack: str,
     root: Path = REPO,
@@ -221,15 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--root", type=Path, default=REPO, help="checkout to plan (default: this one)")
     parser.add_argument("--no-validate", action="store_true", help="skip the check against AWS's API models")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config value on top of the stack file, as `pulumi config set` would add it (repeatable), "
-        "e.g. --set mlplatform:lifecycleEnabled=true",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     # Several stacks in one interpreter share the imports (pulumi_aws alone takes about a second).
     return max(_plan_one(stack, args) for stack in args.stack)
